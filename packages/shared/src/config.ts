@@ -1,0 +1,186 @@
+import { z } from 'zod';
+import { ConfigError } from './errors.ts';
+
+/** `"true"`/`"1"`/`"yes"` → true, `"false"`/`"0"`/`"no"`/empty → false; anything else is an error. */
+const bool = (fallback: boolean) =>
+  z
+    .string()
+    .optional()
+    .transform((value, ctx) => {
+      if (value === undefined || value === '') return fallback;
+      const v = value.trim().toLowerCase();
+      if (['true', '1', 'yes', 'on'].includes(v)) return true;
+      if (['false', '0', 'no', 'off'].includes(v)) return false;
+      ctx.addIssue({ code: 'custom', message: `expected true or false, got "${value}"` });
+      return z.NEVER;
+    });
+
+const int = (fallback: number, min: number, max: number) =>
+  z
+    .string()
+    .optional()
+    .transform((value, ctx) => {
+      if (value === undefined || value === '') return fallback;
+      if (!/^\d+$/.test(value.trim())) {
+        ctx.addIssue({ code: 'custom', message: `expected a whole number, got "${value}"` });
+        return z.NEVER;
+      }
+      const n = Number(value);
+      if (n < min || n > max) {
+        ctx.addIssue({ code: 'custom', message: `must be between ${min} and ${max}, got ${n}` });
+        return z.NEVER;
+      }
+      return n;
+    });
+
+const optionalString = z
+  .string()
+  .optional()
+  .transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()));
+
+const list = z
+  .string()
+  .optional()
+  .transform((v) => (v ?? '').split(',').map((s) => s.trim()).filter((s) => s.length > 0));
+
+const base64Key = z
+  .string()
+  .optional()
+  .transform((v, ctx) => {
+    if (v === undefined || v.trim() === '') return undefined;
+    const key = Buffer.from(v.trim(), 'base64');
+    if (key.length !== 32) {
+      ctx.addIssue({ code: 'custom', message: 'must be 32 bytes, base64-encoded (for example: openssl rand -base64 32)' });
+      return z.NEVER;
+    }
+    return key;
+  });
+
+const url = (fallback?: string) =>
+  z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      const value = v === undefined || v.trim() === '' ? fallback : v.trim();
+      if (value === undefined) return undefined;
+      if (!URL.canParse(value)) {
+        ctx.addIssue({ code: 'custom', message: `is not a URL: "${value}"` });
+        return z.NEVER;
+      }
+      return value;
+    });
+
+const envSchema = z.object({
+  // --- runtime
+  NODE_ENV: z.enum(['production', 'development', 'test']).default('development'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+
+  // --- Redis and queues
+  REDIS_URL: url('redis://127.0.0.1:6379'),
+  /** Prefix of every Redis key the relay writes (BullMQ queues, results, store, pub/sub channels). */
+  QUEUE_PREFIX: z.string().regex(/^[A-Za-z0-9:{}_-]{1,64}$/, 'letters, digits, ":", "{", "}", "_" or "-"').default('mtls-relay'),
+
+  // --- API
+  PORT: int(8080, 0, 65535),
+  HOST: z.string().default('0.0.0.0'),
+  BODY_LIMIT_BYTES: int(10 * 1024 * 1024, 1, 512 * 1024 * 1024),
+  MAX_HEADER_BYTES: int(16 * 1024, 1024, 1024 * 1024),
+  /** How long a synchronous caller is kept waiting before 504 with the job's Location. */
+  SYNC_WAIT_MS: int(30_000, 100, 600_000),
+
+  // --- certificate store
+  VAULT_ADDR: url(),
+  VAULT_TOKEN: optionalString,
+  VAULT_ROLE_ID: optionalString,
+  VAULT_SECRET_ID: optionalString,
+  VAULT_KV_MOUNT: z.string().regex(/^[A-Za-z0-9_-]+$/).default('secret'),
+  VAULT_PATH_PREFIX: z.string().regex(/^[A-Za-z0-9_-]+(\/[A-Za-z0-9_-]+)*$/).default('mtls-relay'),
+  VAULT_NAMESPACE: optionalString,
+  VAULT_TIMEOUT_MS: int(5_000, 100, 120_000),
+  VAULT_CA_FILE: optionalString,
+  /** 32-byte base64 key for the embedded store and job payloads. Required in production. */
+  MASTER_KEY: base64Key,
+  /** Older master keys (comma-separated base64) still accepted for decryption during a rotation. */
+  MASTER_KEYS_PREVIOUS: list,
+  /** Development only: where a generated master key is kept when MASTER_KEY is unset. */
+  MASTER_KEY_FILE: optionalString,
+
+  // --- targets
+  TARGET_ALLOWLIST: list,
+  ALLOW_HTTP_TARGETS: bool(false),
+  /** Extra CA certificates (PEM file) trusted for target servers, on top of the system roots. */
+  TARGET_CA_FILE: optionalString,
+  CONNECT_TIMEOUT_MS: int(5_000, 100, 120_000),
+  HEADERS_TIMEOUT_MS: int(15_000, 100, 300_000),
+  BODY_TIMEOUT_MS: int(15_000, 100, 300_000),
+  /** Whole-request deadline for one attempt; must be shorter than the sync wait and the job lock. */
+  TARGET_TIMEOUT_MS: int(20_000, 100, 300_000),
+  RESPONSE_LIMIT_BYTES: int(10 * 1024 * 1024, 1, 512 * 1024 * 1024),
+
+  // --- worker
+  WORKER_CONCURRENCY: int(16, 1, 1000),
+  /** BullMQ lock duration; a job whose worker stops renewing it for this long is rerun (if safe). */
+  JOB_LOCK_MS: int(30_000, 1_000, 600_000),
+  FORWARD_ATTEMPTS: int(3, 1, 20),
+  RETRY_BASE_DELAY_MS: int(200, 0, 60_000),
+  /** How long finished jobs and their results are kept for polling. */
+  RESULT_TTL_SECONDS: int(3_600, 60, 7 * 24 * 3_600),
+  CERT_CACHE_TTL_SECONDS: int(300, 1, 86_400),
+  MAX_CERT_AGENTS: int(1_000, 1, 100_000),
+});
+
+type Env = z.output<typeof envSchema>;
+
+export interface Config extends Omit<Env, 'MASTER_KEY' | 'MASTER_KEYS_PREVIOUS' | 'REDIS_URL'> {
+  REDIS_URL: string;
+  MASTER_KEY: Buffer | undefined;
+  MASTER_KEYS_PREVIOUS: Buffer[];
+  /** 'vault' when VAULT_ADDR is set, else 'embedded' (Redis). */
+  storeKind: 'vault' | 'embedded';
+}
+
+/** Names of every variable the relay reads (docker-compose and README are checked against this). */
+export const CONFIG_VARIABLES: readonly string[] = Object.freeze(Object.keys(envSchema.shape));
+
+/**
+ * Parses and validates the environment once. Throws ConfigError naming every bad variable.
+ * Only the variables of the schema are read; everything else in `env` is ignored.
+ */
+export function loadConfig(env: Record<string, string | undefined>): Readonly<Config> {
+  const picked: Record<string, string | undefined> = {};
+  for (const name of CONFIG_VARIABLES) picked[name] = env[name];
+  const parsed = envSchema.safeParse(picked);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `${i.path.join('.') || '(env)'}: ${i.message}`);
+    throw new ConfigError(`invalid configuration:\n  ${lines.join('\n  ')}`);
+  }
+  const e = parsed.data;
+  const problems: string[] = [];
+  const previous: Buffer[] = [];
+  for (const [i, k] of e.MASTER_KEYS_PREVIOUS.entries()) {
+    const key = Buffer.from(k, 'base64');
+    if (key.length === 32) previous.push(key);
+    else problems.push(`MASTER_KEYS_PREVIOUS: entry ${i + 1} is not a 32-byte base64 key`);
+  }
+  if (e.VAULT_ADDR !== undefined) {
+    const hasToken = e.VAULT_TOKEN !== undefined;
+    const hasRole = e.VAULT_ROLE_ID !== undefined || e.VAULT_SECRET_ID !== undefined;
+    if (!hasToken && !hasRole) problems.push('VAULT_ADDR is set: also set VAULT_TOKEN, or VAULT_ROLE_ID and VAULT_SECRET_ID');
+    if (hasRole && (e.VAULT_ROLE_ID === undefined || e.VAULT_SECRET_ID === undefined)) {
+      problems.push('VAULT_ROLE_ID and VAULT_SECRET_ID must be set together');
+    }
+  }
+  if (e.NODE_ENV === 'production' && e.MASTER_KEY === undefined) {
+    problems.push('MASTER_KEY: required in production (32 bytes, base64; for example: openssl rand -base64 32)');
+  }
+  if (e.TARGET_TIMEOUT_MS >= e.JOB_LOCK_MS) problems.push('TARGET_TIMEOUT_MS must be shorter than JOB_LOCK_MS');
+  if (e.TARGET_TIMEOUT_MS >= e.SYNC_WAIT_MS) problems.push('TARGET_TIMEOUT_MS must be shorter than SYNC_WAIT_MS');
+  if (problems.length > 0) throw new ConfigError(`invalid configuration:\n  ${problems.join('\n  ')}`);
+
+  return Object.freeze({
+    ...e,
+    REDIS_URL: e.REDIS_URL ?? 'redis://127.0.0.1:6379',
+    MASTER_KEYS_PREVIOUS: previous,
+    storeKind: e.VAULT_ADDR === undefined ? 'embedded' : 'vault',
+  });
+}

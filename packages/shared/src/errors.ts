@@ -1,0 +1,117 @@
+/**
+ * The error catalogue. Every error the relay itself produces has a stable `code`; callers and our own code
+ * branch on the code, never on message text. The HTTP layer renders these as RFC 9457 problem+json.
+ */
+
+export interface ErrorSpec {
+  /** HTTP status the relay answers with. */
+  readonly status: number;
+  /** Short human title (the problem+json `title`). */
+  readonly title: string;
+  /** RFC 9209 Proxy-Status error type when the failure was on the way to the target. */
+  readonly proxyStatus?: string;
+}
+
+export const ERROR_CATALOGUE = {
+  bad_request: { status: 400, title: 'The request is malformed' },
+  invalid_account_id: { status: 400, title: 'The account id is not valid' },
+  invalid_forward_url: { status: 400, title: 'LP-forward-url is missing or not an absolute http(s) URL' },
+  invalid_header: { status: 400, title: 'A request header has an invalid value' },
+  invalid_body: { status: 400, title: 'The request body is not valid' },
+  unauthenticated: { status: 401, title: 'Credentials are missing or invalid' },
+  forbidden: { status: 403, title: 'The credentials do not allow this request' },
+  target_not_allowed: { status: 403, title: 'The target address is not allowed', proxyStatus: 'destination_ip_prohibited' },
+  not_found: { status: 404, title: 'Not found' },
+  method_not_allowed: { status: 405, title: 'Method not allowed' },
+  conflict: { status: 409, title: 'The request conflicts with the current state' },
+  body_too_large: { status: 413, title: 'The request body is larger than the configured limit' },
+  certificate_required: { status: 422, title: 'No valid client certificate is mapped for this target' },
+  headers_too_large: { status: 431, title: 'The request headers are too large' },
+  internal: { status: 500, title: 'Internal error' },
+  target_unreachable: { status: 502, title: 'The target could not be reached', proxyStatus: 'connection_refused' },
+  target_dns_error: { status: 502, title: 'The target host name could not be resolved', proxyStatus: 'dns_error' },
+  target_tls_error: { status: 502, title: 'TLS with the target failed', proxyStatus: 'tls_protocol_error' },
+  target_certificate_invalid: { status: 502, title: "The target's server certificate is not trusted", proxyStatus: 'tls_certificate_error' },
+  client_certificate_rejected: { status: 502, title: 'The target rejected the client certificate', proxyStatus: 'tls_alert_received' },
+  target_connection_reset: { status: 502, title: 'The target closed the connection', proxyStatus: 'connection_terminated' },
+  response_too_large: { status: 502, title: "The target's response is larger than the configured limit", proxyStatus: 'http_response_incomplete' },
+  delivery_uncertain: { status: 502, title: 'The worker stopped while sending; the request may have reached the target and was not sent again', proxyStatus: 'connection_terminated' },
+  invalid_job: { status: 500, title: 'The job payload is not valid' },
+  target_protocol_error: { status: 502, title: 'The target sent an invalid HTTP response', proxyStatus: 'http_protocol_error' },
+  circuit_open: { status: 503, title: 'Calls to this target are paused after repeated failures', proxyStatus: 'destination_unavailable' },
+  queue_unavailable: { status: 503, title: 'The job queue is unavailable' },
+  store_unavailable: { status: 503, title: 'The certificate store is unavailable' },
+  target_timeout: { status: 504, title: 'The target did not answer in time', proxyStatus: 'http_response_timeout' },
+  connect_timeout: { status: 504, title: 'Connecting to the target timed out', proxyStatus: 'connection_timeout' },
+  wait_timeout: { status: 504, title: 'The job did not finish within the wait; it keeps running' },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof ERROR_CATALOGUE;
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && Object.hasOwn(ERROR_CATALOGUE, value);
+}
+
+/** An error with a catalogue code. `detail` is safe to show to the caller; it never contains a secret. */
+export class RelayError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly detail: string;
+  /** Seconds the caller should wait before trying again (Retry-After), when known. */
+  readonly retryAfter: number | undefined;
+  /** Extra problem+json members (for example the index of an invalid item). */
+  readonly extra: Record<string, unknown> | undefined;
+
+  constructor(
+    code: ErrorCode,
+    detail?: string,
+    options: { cause?: unknown; retryAfter?: number; extra?: Record<string, unknown> } = {},
+  ) {
+    const spec: ErrorSpec = ERROR_CATALOGUE[code];
+    super(detail ?? spec.title, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'RelayError';
+    this.code = code;
+    this.status = spec.status;
+    this.detail = detail ?? spec.title;
+    this.retryAfter = options.retryAfter;
+    this.extra = options.extra;
+  }
+}
+
+/** A store failure: `kind` tells absent, denied and unavailable apart (from status codes, never messages). */
+export class StoreError extends Error {
+  readonly kind: 'not_found' | 'conflict' | 'denied' | 'unavailable' | 'invalid';
+  readonly status: number | undefined;
+
+  constructor(kind: StoreError['kind'], message: string, options: { status?: number; cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'StoreError';
+    this.kind = kind;
+    this.status = options.status;
+  }
+}
+
+/** A bad setting; the message names the variable. */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+/** The wire shape of a failure as it travels from worker to API (inside a job result or failedReason). */
+export interface ErrorPayload {
+  code: ErrorCode;
+  detail: string;
+  retryAfter?: number;
+}
+
+export function toErrorPayload(err: RelayError): ErrorPayload {
+  return err.retryAfter === undefined
+    ? { code: err.code, detail: err.detail }
+    : { code: err.code, detail: err.detail, retryAfter: err.retryAfter };
+}
+
+export function fromErrorPayload(payload: ErrorPayload): RelayError {
+  return new RelayError(payload.code, payload.detail, payload.retryAfter === undefined ? {} : { retryAfter: payload.retryAfter });
+}

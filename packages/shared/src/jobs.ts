@@ -1,0 +1,141 @@
+import { z } from 'zod';
+import { openBuffer, openJson, sealBuffer, sealJson } from './crypto.ts';
+import type { KeyRing } from './crypto.ts';
+import { isErrorCode } from './errors.ts';
+import type { ErrorPayload } from './errors.ts';
+
+/**
+ * The job catalogue: the one contract between the API (producer) and the workers (consumers).
+ * Each job name maps to its queue, its payload and result schemas and its retention. The API parses a
+ * payload before enqueueing; the worker parses it again before doing anything.
+ *
+ * Secrets never travel in clear: request headers (including LP-authorization-override, which becomes the
+ * target's Authorization), request bodies, response headers and response bodies are sealed with
+ * AES-256-GCM under MASTER_KEY, bound to the job id.
+ */
+
+export const FORWARD_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
+export type ForwardMethod = (typeof FORWARD_METHODS)[number];
+
+/** RFC 9110 §9.2.2: methods that may be sent twice without changing the outcome. */
+export const IDEMPOTENT_METHODS: ReadonlySet<string> = new Set(['GET', 'PUT', 'DELETE', 'HEAD', 'OPTIONS']);
+
+export type HeaderList = Array<[string, string]>;
+
+const sealed = z.string().startsWith('s1.');
+
+export const forwardJobSchema = z.object({
+  v: z.literal(1),
+  accountId: z.string().min(1),
+  /** '' when the caller sent no LP-service-name. */
+  serviceName: z.string(),
+  url: z.string().min(1),
+  method: z.enum(FORWARD_METHODS),
+  /** LP-stop-if-certificate-not-found: true. */
+  requireCertificate: z.boolean(),
+  idempotencyKey: z.string().optional(),
+  requestId: z.string(),
+  /** Pub/sub channel of the API process waiting for the answer, if any. */
+  replyTo: z.string().optional(),
+  /** Sealed HeaderList: what the target receives (Authorization from LP-authorization-override included). */
+  headers: sealed,
+  /** Sealed body bytes; null when the request had no body. */
+  body: sealed.nullable(),
+  enqueuedAt: z.number(),
+});
+export type ForwardJob = z.infer<typeof forwardJobSchema>;
+
+export const mtlsUseSchema = z.object({ used: z.boolean(), certificateId: z.string().optional() });
+export type MtlsUse = z.infer<typeof mtlsUseSchema>;
+
+export const forwardResultSchema = z.object({
+  v: z.literal(1),
+  status: z.number().int().min(100).max(999),
+  /** Sealed HeaderList of the target's end-to-end response headers. */
+  headers: sealed,
+  /** Sealed body bytes; null when empty. */
+  body: sealed.nullable(),
+  bodyBytes: z.number().int().min(0),
+  mtls: mtlsUseSchema,
+  finishedAt: z.number(),
+});
+export type ForwardResult = z.infer<typeof forwardResultSchema>;
+
+export const mappingTupleSchema = z.object({
+  accountId: z.string(),
+  serviceName: z.string(),
+  url: z.string(),
+});
+export type MappingTuple = z.infer<typeof mappingTupleSchema>;
+
+export const mappingJobSchema = z.object({
+  v: z.literal(1),
+  tuples: z.array(mappingTupleSchema).max(1000),
+  requestId: z.string(),
+  replyTo: z.string().optional(),
+});
+export type MappingJob = z.infer<typeof mappingJobSchema>;
+
+export const mappingResultSchema = z.object({ v: z.literal(1), exists: z.array(z.boolean()) });
+export type MappingResult = z.infer<typeof mappingResultSchema>;
+
+export interface JobSpec<P extends z.ZodType, R extends z.ZodType> {
+  readonly queue: string;
+  readonly payload: P;
+  readonly result: R;
+}
+
+export const JOBS = {
+  forward: { queue: 'forward', payload: forwardJobSchema, result: forwardResultSchema },
+  mapping: { queue: 'mapping', payload: mappingJobSchema, result: mappingResultSchema },
+} as const satisfies Record<string, JobSpec<z.ZodType, z.ZodType>>;
+
+export type JobName = keyof typeof JOBS;
+export const JOB_NAMES = Object.keys(JOBS) as JobName[];
+
+/** Retention of finished jobs: results stay for polling at least as long as anyone may wait. */
+export function retention(resultTtlSeconds: number): { removeOnComplete: { age: number }; removeOnFail: { age: number } } {
+  return { removeOnComplete: { age: resultTtlSeconds }, removeOnFail: { age: resultTtlSeconds } };
+}
+
+/** The message a worker publishes on `replyTo` when a job has finished (completed, or failed for good). */
+export type ReplyMessage =
+  | { id: string; ok: true; result?: unknown }
+  | { id: string; ok: false; error: ErrorPayload };
+
+/** Results above this size are not inlined in the reply message; the API reads them from the job. */
+export const INLINE_REPLY_LIMIT = 64 * 1024;
+
+export const replyChannel = (prefix: string, instanceId: string): string => `${prefix}:reply:${instanceId}`;
+
+// --- sealing helpers, bound to the job id and the part's role
+
+export function sealHeaders(ring: KeyRing, jobId: string, role: 'request' | 'response', headers: HeaderList): string {
+  return sealJson(ring, headers, `job:${jobId}:${role}-headers`);
+}
+
+export function openHeaders(ring: KeyRing, jobId: string, role: 'request' | 'response', value: string): HeaderList {
+  return openJson(ring, value, `job:${jobId}:${role}-headers`) as HeaderList;
+}
+
+export function sealBody(ring: KeyRing, jobId: string, role: 'request' | 'response', body: Buffer): string | null {
+  return body.length === 0 ? null : sealBuffer(ring, body, `job:${jobId}:${role}-body`);
+}
+
+export function openBody(ring: KeyRing, jobId: string, role: 'request' | 'response', value: string | null): Buffer {
+  return value === null ? Buffer.alloc(0) : openBuffer(ring, value, `job:${jobId}:${role}-body`);
+}
+
+/** Parses a failedReason written by our processors (a JSON ErrorPayload); anything else becomes 'internal'. */
+export function errorPayloadOf(reason: string | undefined): ErrorPayload {
+  try {
+    const parsed = JSON.parse(reason ?? '') as Partial<ErrorPayload>;
+    if (isErrorCode(parsed.code)) {
+      const detail = typeof parsed.detail === 'string' ? parsed.detail : '';
+      return typeof parsed.retryAfter === 'number' ? { code: parsed.code, detail, retryAfter: parsed.retryAfter } : { code: parsed.code, detail };
+    }
+  } catch {
+    // not one of ours
+  }
+  return { code: 'internal', detail: 'the job failed' };
+}

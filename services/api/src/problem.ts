@@ -1,0 +1,60 @@
+import type { NextFunction, Request, Response } from 'express';
+import { ERROR_CATALOGUE, RelayError } from '@mtls-relay/shared/errors';
+import type { ErrorSpec } from '@mtls-relay/shared/errors';
+import { errorSummary } from '@mtls-relay/shared/logging';
+import type { Logger } from '@mtls-relay/shared/logging';
+
+/** Renders a RelayError as RFC 9457 problem+json, with Proxy-Status (RFC 9209) when the failure was on the way to the target. */
+export function sendProblem(res: Response, err: RelayError, extra: { jobId?: string; location?: string } = {}): void {
+  const spec: ErrorSpec = ERROR_CATALOGUE[err.code];
+  res.status(err.status);
+  res.setHeader('Content-Type', 'application/problem+json');
+  res.setHeader('Cache-Control', 'no-store');
+  if (spec.proxyStatus !== undefined) {
+    res.setHeader('Proxy-Status', `mtls-relay; error=${spec.proxyStatus}; details=${JSON.stringify(err.detail.replace(/[^\x20-\x7e]/g, ''))}`);
+  }
+  if (err.retryAfter !== undefined) res.setHeader('Retry-After', String(Math.max(1, Math.ceil(err.retryAfter))));
+  if (extra.jobId !== undefined) res.setHeader('LP-job-id', extra.jobId);
+  if (extra.location !== undefined) res.setHeader('Location', extra.location);
+  const body: Record<string, unknown> = {
+    type: `urn:mtls-relay:problem:${err.code}`,
+    title: spec.title,
+    status: err.status,
+    detail: err.detail,
+    code: err.code,
+    ...(extra.jobId === undefined ? {} : { jobId: extra.jobId }),
+    ...(err.extra ?? {}),
+  };
+  res.end(JSON.stringify(body));
+}
+
+interface ParserError {
+  type?: unknown;
+  status?: unknown;
+  expose?: unknown;
+}
+
+/** The last middleware: every error becomes problem+json with a code, never a stack trace. */
+export function errorHandler(logger: Logger) {
+  return (err: unknown, req: Request, res: Response, _next: NextFunction): void => {
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    if (err instanceof RelayError) {
+      sendProblem(res, err);
+      return;
+    }
+    const p = err as ParserError;
+    if (p.type === 'entity.too.large') {
+      sendProblem(res, new RelayError('body_too_large'));
+      return;
+    }
+    if (typeof p.status === 'number' && p.status >= 400 && p.status < 500 && p.expose === true) {
+      sendProblem(res, new RelayError('bad_request', 'the request body could not be read'));
+      return;
+    }
+    logger.error({ reqId: res.locals['requestId'], method: req.method, path: req.path, ...errorSummary(err) }, 'unhandled error');
+    sendProblem(res, new RelayError('internal', 'an unexpected error occurred; it has been logged'));
+  };
+}

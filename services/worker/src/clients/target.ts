@@ -1,0 +1,195 @@
+import { createSecureContext, rootCertificates } from 'node:tls';
+import type { SecureContext } from 'node:tls';
+import type { LookupFunction } from 'node:net';
+import { Agent, buildConnector } from 'undici';
+import type { Dispatcher } from 'undici';
+import { RelayError } from '@mtls-relay/shared/errors';
+import type { HeaderList } from '@mtls-relay/shared/jobs';
+import type { CertificateMaterial } from '@mtls-relay/shared/store';
+import type { TargetUrl } from '@mtls-relay/shared/url';
+import { classifyTransportError } from '../outcome.ts';
+
+export interface TargetClientOptions {
+  connectTimeoutMs: number;
+  headersTimeoutMs: number;
+  bodyTimeoutMs: number;
+  totalTimeoutMs: number;
+  responseLimitBytes: number;
+  /** Extra CAs trusted for target servers, on top of the system roots. */
+  extraCa: string[];
+  maxAgents: number;
+  /** Connect-time address policy: undici's connect `lookup`, called for the address actually dialled. */
+  lookup?: LookupFunction;
+}
+
+export interface TargetResponse {
+  status: number;
+  headers: HeaderList;
+  body: Buffer;
+}
+
+export interface TargetRequest {
+  url: TargetUrl;
+  method: string;
+  headers: HeaderList;
+  body: Buffer;
+  material: CertificateMaterial | null;
+}
+
+/**
+ * Sends requests to targets with undici. One Agent (keep-alive pool) per client-certificate identity with
+ * its TLS context built once; a plain Agent when no certificate is presented. Agents live in a bounded
+ * LRU and are closed on eviction. Redirects are never followed (undici's request does not follow them).
+ */
+export class TargetClient {
+  readonly #opts: TargetClientOptions;
+  readonly #ca: string[] | undefined;
+  readonly #agents = new Map<string, Agent>();
+  readonly #alerts = new Map<number, string>();
+  #plain: Agent | undefined;
+
+  constructor(opts: TargetClientOptions) {
+    this.#opts = opts;
+    this.#ca = opts.extraCa.length === 0 ? undefined : [...rootCertificates, ...opts.extraCa];
+  }
+
+  /** Number of certificate agents currently pooled (for metrics and tests). */
+  get agentCount(): number {
+    return this.#agents.size;
+  }
+
+  #newAgent(secureContext: SecureContext): Agent {
+    const base = buildConnector({
+      secureContext,
+      timeout: this.#opts.connectTimeoutMs,
+      allowH2: false,
+      ...(this.#opts.lookup === undefined ? {} : { lookup: this.#opts.lookup }),
+    });
+    // With TLS 1.3 a server that refuses our client certificate sends its alert after the handshake; undici
+    // then reports only "other side closed". Remember alerts per local port to tell that case apart.
+    const connect: buildConnector.connector = (options, callback) =>
+      base(options, (err, socket) => {
+        socket?.on('error', (e: NodeJS.ErrnoException) => {
+          if (typeof e.code === 'string' && e.code.startsWith('ERR_SSL_') && socket.localPort !== undefined) {
+            this.#alerts.set(socket.localPort, e.code);
+            if (this.#alerts.size > 1_000) this.#alerts.delete(this.#alerts.keys().next().value as number);
+          }
+        });
+        if (err === null) callback(null, socket as NonNullable<typeof socket>);
+        else callback(err, null);
+      });
+    return new Agent({
+      connect,
+      allowH2: false,
+      keepAliveTimeout: 30_000,
+      keepAliveMaxTimeout: 300_000,
+      headersTimeout: this.#opts.headersTimeoutMs,
+      bodyTimeout: this.#opts.bodyTimeoutMs,
+    });
+  }
+
+  agentFor(material: CertificateMaterial | null): Agent {
+    if (material === null) {
+      this.#plain ??= this.#newAgent(createSecureContext(this.#ca === undefined ? {} : { ca: this.#ca }));
+      return this.#plain;
+    }
+    const key = `${material.id}:${material.version}:${material.fingerprint}`;
+    const existing = this.#agents.get(key);
+    if (existing !== undefined) {
+      // Refresh LRU position.
+      this.#agents.delete(key);
+      this.#agents.set(key, existing);
+      return existing;
+    }
+    const context = createSecureContext({
+      cert: material.certificate,
+      key: material.privateKey,
+      ...(this.#ca === undefined ? {} : { ca: this.#ca }),
+    });
+    const agent = this.#newAgent(context);
+    this.#agents.set(key, agent);
+    // Older versions of the same certificate are retired at once; beyond the bound, the least recent goes.
+    for (const [k, a] of this.#agents) {
+      if ((k.startsWith(`${material.id}:`) && k !== key) || this.#agents.size > this.#opts.maxAgents) {
+        this.#agents.delete(k);
+        void a.close().catch(() => undefined);
+      }
+    }
+    return agent;
+  }
+
+  async send(req: TargetRequest): Promise<TargetResponse> {
+    const dispatcher = this.agentFor(req.material);
+    const flat: string[] = [];
+    for (const [name, value] of req.headers) flat.push(name, value);
+    let response: Dispatcher.ResponseData;
+    try {
+      response = await dispatcher.request({
+        origin: req.url.origin,
+        path: req.url.pathAndQuery,
+        method: req.method as Dispatcher.HttpMethod,
+        headers: flat,
+        body: req.body.length === 0 ? null : req.body,
+        signal: AbortSignal.timeout(this.#opts.totalTimeoutMs),
+        headersTimeout: this.#opts.headersTimeoutMs,
+        bodyTimeout: this.#opts.bodyTimeoutMs,
+      });
+    } catch (err) {
+      throw classifyTransportError(this.#withTlsAlert(err));
+    }
+    const body = await this.#readBody(response);
+    return { status: response.statusCode, headers: flattenHeaders(response.headers), body };
+  }
+
+  #withTlsAlert(err: unknown): unknown {
+    const e = err as { code?: unknown; socket?: { localPort?: number } } | null;
+    const port = e?.socket?.localPort;
+    if (e?.code !== 'UND_ERR_SOCKET' || port === undefined) return err;
+    const alert = this.#alerts.get(port);
+    if (alert === undefined) return err;
+    this.#alerts.delete(port);
+    return Object.assign(new Error(`TLS alert ${alert}`, { cause: err }), { code: alert });
+  }
+
+  async #readBody(response: Dispatcher.ResponseData): Promise<Buffer> {
+    const declared = Number(response.headers['content-length']);
+    if (Number.isFinite(declared) && declared > this.#opts.responseLimitBytes) {
+      response.body.destroy();
+      throw new RelayError('response_too_large', `the response declares ${declared} bytes; the limit is ${this.#opts.responseLimitBytes}`);
+    }
+    const chunks: Buffer[] = [];
+    let total = 0;
+    try {
+      for await (const chunk of response.body) {
+        const buf = chunk as Buffer;
+        total += buf.length;
+        if (total > this.#opts.responseLimitBytes) {
+          response.body.destroy();
+          throw new RelayError('response_too_large', `the response is larger than the limit of ${this.#opts.responseLimitBytes} bytes`);
+        }
+        chunks.push(buf);
+      }
+    } catch (err) {
+      if (err instanceof RelayError) throw err;
+      throw classifyTransportError(err);
+    }
+    return chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, total);
+  }
+
+  async close(): Promise<void> {
+    const all = [...this.#agents.values(), ...(this.#plain === undefined ? [] : [this.#plain])];
+    this.#agents.clear();
+    this.#plain = undefined;
+    await Promise.allSettled(all.map((a) => a.close()));
+  }
+}
+
+function flattenHeaders(headers: Record<string, string | string[] | undefined>): HeaderList {
+  const out: HeaderList = [];
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined) continue;
+    if (Array.isArray(value)) for (const v of value) out.push([name, v]);
+    else out.push([name, value]);
+  }
+  return out;
+}

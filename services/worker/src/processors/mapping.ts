@@ -1,0 +1,31 @@
+import { UnrecoverableError } from 'bullmq';
+import type { Job } from 'bullmq';
+import { mappingJobSchema } from '@mtls-relay/shared/jobs';
+import type { MappingResult, MappingTuple } from '@mtls-relay/shared/jobs';
+import { parseTargetUrl, isValidAccountId } from '@mtls-relay/shared/url';
+import type { CertificateResolver } from '../resolver.ts';
+
+/**
+ * The mapping check: for each (accountId, serviceName, url), would a forward with those parameters be sent
+ * with a currently valid certificate? Answered with the same resolver the forward path uses.
+ */
+export function createMappingProcessor(deps: { resolver: CertificateResolver }): (job: Job) => Promise<MappingResult> {
+  return async (job) => {
+    const parsed = mappingJobSchema.safeParse(job.data);
+    if (!parsed.success) throw new UnrecoverableError(JSON.stringify({ code: 'invalid_job', detail: 'the job payload is not valid' }));
+    const exists = await Promise.all(parsed.data.tuples.map((t) => hasCertificate(deps.resolver, t)));
+    return { v: 1, exists };
+  };
+}
+
+async function hasCertificate(resolver: CertificateResolver, tuple: MappingTuple): Promise<boolean> {
+  if (!isValidAccountId(tuple.accountId)) return false;
+  let url;
+  try {
+    url = parseTargetUrl(tuple.url, { allowHttp: true });
+  } catch {
+    return false;
+  }
+  const resolution = await resolver.resolve(tuple.accountId, tuple.serviceName, url);
+  return resolution.material !== null;
+}

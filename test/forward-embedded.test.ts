@@ -1,0 +1,3 @@
+import { defineForwardSuite } from './suites/forward-suite.ts';
+
+defineForwardSuite('embedded');

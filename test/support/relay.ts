@@ -1,0 +1,123 @@
+/**
+ * Starts the whole relay for one test file: a private Redis, optionally the Vault-compatible server, the
+ * real api and worker processes, and a CertificateStore in the test process (same Redis, same master key,
+ * same prefix) for seeding certificates and mappings the way the admin API does (store change published).
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Redis } from 'ioredis';
+import { createKeyRing } from '../../packages/shared/src/crypto.ts';
+import { CertificateStore, EmbeddedBackend, storeChangeChannel, VaultBackend } from '../../packages/shared/src/store/index.ts';
+import type { DocumentBackend } from '../../packages/shared/src/store/index.ts';
+import { startTestRedis } from './redis.ts';
+import type { TestRedis } from './redis.ts';
+import { startService } from './services.ts';
+import type { ServiceProcess } from './services.ts';
+import { startVaultServer } from './vault-server.ts';
+import type { VaultServer } from './vault-server.ts';
+
+export type StoreKind = 'embedded' | 'vault';
+
+export interface Relay {
+  kind: StoreKind;
+  redis: TestRedis;
+  vault: VaultServer | undefined;
+  prefix: string;
+  masterKey: string;
+  env: Record<string, string>;
+  api: ServiceProcess;
+  workers: ServiceProcess[];
+  store: CertificateStore;
+  backend: DocumentBackend;
+  /** Redis client of the test process (for inspecting keys). */
+  client: Redis;
+  startWorker(extraEnv?: Record<string, string>): Promise<ServiceProcess>;
+  close(): Promise<void>;
+}
+
+export interface RelayOptions {
+  kind?: StoreKind;
+  workers?: number;
+  /** PEM files the workers trust for target servers (TARGET_CA_FILE). */
+  targetCaPem?: string;
+  env?: Record<string, string>;
+  redis?: TestRedis;
+}
+
+export async function startRelay(opts: RelayOptions = {}): Promise<Relay> {
+  const kind = opts.kind ?? 'embedded';
+  const redis = opts.redis ?? (await startTestRedis());
+  const vault = kind === 'vault' ? await startVaultServer() : undefined;
+  const prefix = `t${randomBytes(4).toString('hex')}`;
+  const masterKey = randomBytes(32).toString('base64');
+  const dir = mkdtempSync(join(tmpdir(), 'mtls-relay-e2e-'));
+  const env: Record<string, string> = {
+    REDIS_URL: redis.url,
+    QUEUE_PREFIX: prefix,
+    MASTER_KEY: masterKey,
+    TARGET_ALLOWLIST: '127.0.0.1,::1,localhost',
+    CONNECT_TIMEOUT_MS: '2000',
+    HEADERS_TIMEOUT_MS: '3000',
+    BODY_TIMEOUT_MS: '3000',
+    TARGET_TIMEOUT_MS: '4000',
+    SYNC_WAIT_MS: '15000',
+    FORWARD_ATTEMPTS: '2',
+    RETRY_BASE_DELAY_MS: '50',
+    CERT_CACHE_TTL_SECONDS: '3600',
+    WORKER_CONCURRENCY: '8',
+    ...(vault === undefined ? {} : { VAULT_ADDR: vault.addr, VAULT_TOKEN: vault.rootToken }),
+    ...opts.env,
+  };
+  if (opts.targetCaPem !== undefined) {
+    const caFile = join(dir, 'target-ca.pem');
+    writeFileSync(caFile, opts.targetCaPem);
+    env['TARGET_CA_FILE'] = caFile;
+  }
+
+  const client = redis.client();
+  const ring = createKeyRing(Buffer.from(masterKey, 'base64'));
+  const backend: DocumentBackend =
+    vault === undefined
+      ? new EmbeddedBackend(client, ring, prefix)
+      : new VaultBackend({ addr: vault.addr, token: vault.rootToken, mount: 'secret', pathPrefix: 'mtls-relay', timeoutMs: 5000 });
+  const store = new CertificateStore(backend, {
+    onChange: async (accountId) => {
+      await client.publish(storeChangeChannel(prefix), accountId);
+    },
+  });
+
+  const workers: ServiceProcess[] = [];
+  const startWorker = async (extraEnv: Record<string, string> = {}): Promise<ServiceProcess> => {
+    const w = await startService('worker', { ...env, ...extraEnv });
+    workers.push(w);
+    return w;
+  };
+  // Start workers first: they verify the store (and create its key check) before the API takes requests.
+  for (let i = 0; i < (opts.workers ?? 1); i++) await startWorker();
+  const api = await startService('api', env);
+
+  return {
+    kind,
+    redis,
+    vault,
+    prefix,
+    masterKey,
+    env,
+    api,
+    workers,
+    store,
+    backend,
+    client,
+    startWorker,
+    close: async () => {
+      await Promise.all([api.stop(), ...workers.map((w) => w.stop())]);
+      await backend.close();
+      if (opts.redis === undefined) await redis.close();
+      else client.disconnect();
+      await vault?.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
