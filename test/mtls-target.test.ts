@@ -157,12 +157,13 @@ describe('mtls-target', () => {
     expect(clientA.fingerprint256).not.toBe(clientB.fingerprint256);
   });
 
-  it.each([
-    ['a certificate from another CA', () => foreignClient, 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', undefined],
-    ['an expired certificate', () => expiredClient, 'CERT_HAS_EXPIRED', undefined],
-    ['a not-yet-valid certificate', () => futureClient, 'CERT_NOT_YET_VALID', undefined],
+  type RefusalCase = [label: string, client: () => Issued | null, authorizationError?: string, code?: string];
+  it.each<RefusalCase>([
+    ['a certificate from another CA', () => foreignClient, 'UNABLE_TO_VERIFY_LEAF_SIGNATURE'],
+    ['an expired certificate', () => expiredClient, 'CERT_HAS_EXPIRED'],
+    ['a not-yet-valid certificate', () => futureClient, 'CERT_NOT_YET_VALID'],
     ['no certificate', () => null, undefined, 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE'],
-  ] as const)('refuses a client with %s at TLS level', async (_label, client, authorizationError, code) => {
+  ])('refuses a client with %s at TLS level', async (_label, client, authorizationError, code) => {
     const t = await target();
     await expect(request(`${t.url}/nope`, { dispatcher: agent(client()) })).rejects.toThrow();
     await vi.waitFor(() => expect(t.tlsClientErrors).toHaveLength(1));

@@ -188,7 +188,9 @@ const cases: Case[] = [
     name: 'LIST verb and GET ?list (noCustomHTTPVerbs) both list keys, folders ending in "/"',
     async run(ctx) {
       const base = ctx.path('list');
-      for (const key of ['b', 'a', 'sub/c', 'sub/deeper/d']) await ctx.root.write(ctx.data(`${base}/${key}`), { data: { key } });
+      for (const key of ['b', 'a', 'sub/c', 'sub/deeper/d']) {
+        await ctx.root.write(ctx.data(`${base}/${key}`), { data: { key } });
+      }
       const viaList = await ctx.root.list(ctx.meta(base));
       expectEnvelope(viaList, 'kv');
       expect(viaList.data).toEqual({ keys: ['a', 'b', 'sub/'] });
@@ -293,7 +295,8 @@ const cases: Case[] = [
         expect(await vaultError(ctx.root.list(ctx.meta(ctx.path(''))))).toEqual(sealed);
         expect(await vaultError(ctx.root.tokenLookupSelf())).toEqual(sealed);
         expect(await vaultError(ctx.client({ token: '' }).read(p))).toEqual(sealed);
-        expect(await vaultError(ctx.client({ token: '' }).approleLogin({ role_id: roleId, secret_id: secretId }))).toEqual(sealed);
+        const login = ctx.client({ token: '' }).approleLogin({ role_id: roleId, secret_id: secretId });
+        expect(await vaultError(login)).toEqual(sealed);
         expect(await ctx.root.health()).toMatchObject({ initialized: true, sealed: true });
         expect((await ctx.raw('GET', 'sys/health')).status).toBe(503);
       } finally {
@@ -495,11 +498,13 @@ describe('Vault API contract: test server (test/support/vault-server.ts)', () =>
     const server = await startVaultServer({ rootToken: 'root' });
     try {
       const json = JSON.stringify({ data: { x: 1 } });
-      const head = (line: string, extra = ''): string => `${line} HTTP/1.1\r\nHost: t\r\nX-Vault-Token: root\r\n${extra}`;
+      const head = (line: string, extra = ''): string =>
+        `${line} HTTP/1.1\r\nHost: t\r\nX-Vault-Token: root\r\n${extra}`;
       const wire =
         `${head('POST /v1/secret/data/f/a', `Content-Length: ${json.length}\r\n`)}\r\n${json}` +
         `${head('LIST /v1/secret/metadata/f')}\r\n` +
-        `${head('POST /v1/secret/data/f/b', 'Transfer-Encoding: chunked\r\n')}\r\n${json.length.toString(16)}\r\n${json}\r\n0\r\n\r\n` +
+        `${head('POST /v1/secret/data/f/b', 'Transfer-Encoding: chunked\r\n')}\r\n` +
+        `${json.length.toString(16)}\r\n${json}\r\n0\r\n\r\n` +
         `${head('LIST /v1/secret/metadata/f', 'Connection: close\r\n')}\r\n`;
       const port = Number(new URL(server.addr).port);
       const answer = await new Promise<string>((resolve, reject) => {

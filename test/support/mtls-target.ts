@@ -126,7 +126,7 @@ export async function startMtlsTarget(opts: MtlsTargetOptions): Promise<MtlsTarg
     (req, res) => onRequest(req, res),
   );
 
-  
+  server.on('connection', (socket: Socket) => track(socket));
   server.on('secureConnection', (socket: TLSSocket) => {
     connections++;
     if (!socket.isSessionReused()) tlsHandshakes++;

@@ -5,8 +5,8 @@ import { createKeyRing, resolveMasterKey } from '@mtls-relay/shared/crypto';
 import { ERROR_CATALOGUE } from '@mtls-relay/shared/errors';
 import { replyChannel } from '@mtls-relay/shared/jobs';
 import { createLogger, errorSummary } from '@mtls-relay/shared/logging';
-import { createRedis } from '@mtls-relay/shared/redis';
-import { createBackend } from '@mtls-relay/shared/store';
+import { createRedis, waitForRedis } from '@mtls-relay/shared/redis';
+import { CertificateStore, createBackend, storeChangeChannel } from '@mtls-relay/shared/store';
 import { createApp } from './app.ts';
 import { JobQueues } from './clients/queue.ts';
 import { ResultWaiter } from './clients/waiter.ts';
@@ -37,11 +37,25 @@ const queues = new JobQueues(producer, {
 }, logger);
 const waiter = new ResultWaiter(subscriber, replyChannel(config.QUEUE_PREFIX, instanceId), (id) => queues.finalOutcome('forward', id), logger);
 const backend = createBackend(config, { redis: producer, ring, logger });
+const changes = storeChangeChannel(config.QUEUE_PREFIX);
+// Every change is announced so that all workers drop their cached copy at once.
+const store = new CertificateStore(backend, {
+  onChange: async (accountId) => {
+    await producer.publish(changes, accountId);
+  },
+});
 
 try {
+  await waitForRedis(producer, 10_000);
   await waiter.start();
 } catch (err) {
   logger.fatal(errorSummary(err), `Redis at ${new URL(config.REDIS_URL).host} is not reachable`);
+  process.exit(1);
+}
+try {
+  await backend.verify();
+} catch (err) {
+  logger.fatal(errorSummary(err), `the certificate store (${backend.kind}) is not usable`);
   process.exit(1);
 }
 
@@ -49,6 +63,7 @@ let shuttingDown = false;
 const app = createApp({
   logger,
   ring,
+  store,
   queues,
   waiter,
   bodyLimitBytes: config.BODY_LIMIT_BYTES,

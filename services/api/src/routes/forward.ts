@@ -11,6 +11,7 @@ import type { TargetUrl } from '@mtls-relay/shared/url';
 import type { JobQueues } from '../clients/queue.ts';
 import type { ResultWaiter } from '../clients/waiter.ts';
 import { parsePrefer } from '../prefer.ts';
+import { assertAccountAccess } from '../auth/access.ts';
 import { sendProblem } from '../problem.ts';
 import { jobLocation, sendOutcome } from '../respond.ts';
 
@@ -53,6 +54,7 @@ export function forwardRouter(deps: ForwardRouteDeps): Router {
       throw new RelayError('method_not_allowed', `${req.method} is not relayed; use ${FORWARD_METHODS.join(', ')}`);
     }
     const accountId = assertAccountId(String(req.params['accountId']));
+    assertAccountAccess(res, accountId);
     const rawUrl = singleHeader(req, 'lp-forward-url');
     if (rawUrl === undefined || rawUrl.trim() === '') throw new RelayError('invalid_forward_url', 'LP-forward-url is required');
     const url = parseTargetUrl(rawUrl, { allowHttp: deps.allowHttp });

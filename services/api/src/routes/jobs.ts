@@ -24,27 +24,27 @@ export interface JobsRouteDeps {
   ring: KeyRing;
   queues: JobQueues;
   /** May the caller see jobs of this account? (wired by the auth layer) */
-  canSee?: (req: Request, accountId: string) => boolean;
+  canSee?: (req: Request, res: Response, accountId: string) => boolean;
 }
 
 /** `GET /mtls/jobs/:jobId` (status) and `GET /mtls/jobs/:jobId/response` (the target's response, replayed). */
 export function jobsRouter(deps: JobsRouteDeps): Router {
   const router = express.Router();
 
-  const load = async (req: Request): Promise<{ job: Job; state: PublicState }> => {
+  const load = async (req: Request, res: Response): Promise<{ job: Job; state: PublicState }> => {
     const jobId = String(req.params['jobId']);
     if (!JOB_ID.test(jobId)) throw new RelayError('not_found', 'no such job');
     const job = await deps.queues.getJob('forward', jobId);
     if (job === undefined) throw new RelayError('not_found', 'no such job (unknown, or its result has expired)');
     const accountId = String((job.data as { accountId?: unknown }).accountId ?? '');
-    if (deps.canSee !== undefined && !deps.canSee(req, accountId)) throw new RelayError('not_found', 'no such job');
+    if (deps.canSee !== undefined && !deps.canSee(req, res, accountId)) throw new RelayError('not_found', 'no such job');
     const state = publicState(await job.getState());
     if (state === undefined) throw new RelayError('not_found', 'no such job (unknown, or its result has expired)');
     return { job, state };
   };
 
   router.get('/mtls/jobs/:jobId', async (req: Request, res: Response) => {
-    const { job, state } = await load(req);
+    const { job, state } = await load(req, res);
     const parsed = state === 'completed' ? forwardResultSchema.safeParse(job.returnvalue) : undefined;
     const result = parsed?.success === true ? parsed.data : undefined;
     res.setHeader('Cache-Control', 'no-store');
@@ -64,7 +64,7 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
   });
 
   router.get('/mtls/jobs/:jobId/response', async (req: Request, res: Response) => {
-    const { job, state } = await load(req);
+    const { job, state } = await load(req, res);
     const jobId = job.id as string;
     if (state === 'completed') {
       sendOutcome(res, deps.ring, { id: jobId, ok: true, result: job.returnvalue });

@@ -1,0 +1,185 @@
+// `npm start`: the whole system on one machine for trying it out.
+// - Redis: REDIS_URL, else the default 127.0.0.1:6379 if it answers, else a private redis-server (data in .data/redis).
+// - The api and one worker as separate processes, on the embedded store (or Vault when VAULT_ADDR is set).
+// - Unless DEMO=false (and never with NODE_ENV=production): a demo mTLS target on loopback, a demo client
+//   certificate and mapping for account "demo", and a ready-to-paste curl command.
+// Ctrl-C stops everything.
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
+import { loadConfig } from '../packages/shared/src/config.ts';
+import { createKeyRing, resolveMasterKey } from '../packages/shared/src/crypto.ts';
+import { CertificateStore, createBackend, storeChangeChannel } from '../packages/shared/src/store/index.ts';
+import { createLogger } from '../packages/shared/src/logging.ts';
+import { startDemoTarget } from './demo-target.ts';
+import type { DemoTarget } from './demo-target.ts';
+
+const ROOT = fileURLToPath(new URL('../', import.meta.url));
+const DATA = `${ROOT}.data`;
+const DEFAULT_REDIS = 'redis://127.0.0.1:6379';
+const children: ChildProcess[] = [];
+let stopping = false;
+
+function fail(message: string): never {
+  console.error(`\nmtls-relay: ${message}\n`);
+  void stopAll(1);
+  throw new Error(message);
+}
+
+async function ping(url: string): Promise<boolean> {
+  const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null, connectTimeout: 1000 });
+  r.on('error', () => undefined);
+  try {
+    await r.connect();
+    return (await r.ping()) === 'PONG';
+  } catch {
+    return false;
+  } finally {
+    r.disconnect();
+  }
+}
+
+function onPath(cmd: string): boolean {
+  return (process.env['PATH'] ?? '').split(':').some((dir) => {
+    try {
+      return statSync(`${dir}/${cmd}`).isFile();
+    } catch {
+      return false;
+    }
+  });
+}
+
+async function resolveRedis(): Promise<string> {
+  const given = process.env['REDIS_URL'];
+  if (given !== undefined && given !== '') {
+    if (!(await ping(given))) fail(`REDIS_URL=${given} does not answer. Start Redis there, or unset REDIS_URL to let npm start run a private one.`);
+    return given;
+  }
+  if (await ping(DEFAULT_REDIS)) return DEFAULT_REDIS;
+  if (!onPath('redis-server')) {
+    fail('no Redis answers at 127.0.0.1:6379 and redis-server is not installed.\n' +
+      '  Install it (Debian/Ubuntu: sudo apt-get install redis-server; macOS: brew install redis),\n' +
+      '  or run one with Docker: docker run -d -p 6379:6379 redis:7, or set REDIS_URL.');
+  }
+  const port = Number(process.env['DEV_REDIS_PORT'] ?? 6390);
+  mkdirSync(`${DATA}/redis`, { recursive: true });
+  const url = `redis://127.0.0.1:${port}`;
+  if (!(await ping(url))) {
+    const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', `${DATA}/redis`, '--appendonly', 'yes', '--maxmemory-policy', 'noeviction', '--save', ''], { stdio: 'ignore' });
+    children.push(proc);
+    for (let i = 0; i < 100 && !(await ping(url)); i++) await new Promise((r) => setTimeout(r, 100));
+    if (!(await ping(url))) fail(`the private redis-server on port ${port} did not start`);
+    console.log(`started a private redis-server on ${url} (data in .data/redis)`);
+  }
+  return url;
+}
+
+function startService(name: 'api' | 'worker', env: NodeJS.ProcessEnv): Promise<void> {
+  const proc = spawn(process.execPath, [`services/${name}/src/main.ts`], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'inherit'] });
+  children.push(proc);
+  return new Promise((resolve, reject) => {
+    let buffer = '';
+    let ready = false;
+    proc.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
+      if (process.env['START_QUIET'] !== 'true') process.stdout.write(chunk);
+      buffer += chunk;
+      if (!ready && buffer.includes(name === 'api' ? '"msg":"api listening"' : '"msg":"worker started"')) {
+        ready = true;
+        buffer = '';
+        resolve();
+      }
+      if (buffer.length > 100_000) buffer = buffer.slice(-10_000);
+    });
+    proc.once('exit', (code) => {
+      if (!ready) reject(new Error(`${name} exited with code ${code} during start`));
+      else if (!stopping) {
+        console.error(`${name} exited (code ${code}); stopping`);
+        void stopAll(1);
+      }
+    });
+  });
+}
+
+async function seedDemo(config: ReturnType<typeof loadConfig>, redisUrl: string, demo: DemoTarget): Promise<void> {
+  const logger = createLogger({ name: 'npm-start', level: 'warn' });
+  const redis = new Redis(redisUrl);
+  const ring = createKeyRing(resolveMasterKey(config).key, config.MASTER_KEYS_PREVIOUS);
+  const backend = createBackend(config, { redis, ring, logger });
+  const store = new CertificateStore(backend, { onChange: async (account) => void (await redis.publish(storeChangeChannel(config.QUEUE_PREFIX), account)) });
+  try {
+    await backend.verify();
+    // Fresh demo material on every start: drop what an earlier run left for the demo account.
+    for (const m of await store.listMappings('demo')) await store.deleteMapping('demo', m.id);
+    for (const c of await store.listCertificates('demo')) await store.deleteCertificate('demo', c.id);
+    const cert = await store.createCertificate('demo', { name: 'demo-client', certificate: demo.client.chainPem, privateKey: demo.client.keyPem });
+    await store.createMapping('demo', { serviceName: 'demo-service', url: `${demo.url}/hello`, certificateId: cert.id });
+  } finally {
+    await backend.close();
+    redis.disconnect();
+  }
+}
+
+async function stopAll(code: number): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  const live = children.filter((c) => c.exitCode === null && c.signalCode === null);
+  // Services first (they drain), Redis last.
+  await Promise.all(live.slice(1).reverse().map((c) => new Promise<void>((resolve) => {
+    c.once('exit', () => resolve());
+    c.kill('SIGTERM');
+  })));
+  const first = live[0];
+  if (first !== undefined) {
+    await new Promise<void>((resolve) => {
+      first.once('exit', () => resolve());
+      first.kill('SIGTERM');
+    });
+  }
+  await demoTarget?.close();
+  process.exit(code);
+}
+
+let demoTarget: DemoTarget | undefined;
+
+async function main(): Promise<void> {
+  process.once('SIGINT', () => void stopAll(0));
+  process.once('SIGTERM', () => void stopAll(0));
+  const config = (() => {
+    try {
+      return loadConfig(process.env);
+    } catch (err) {
+      return fail((err as Error).message);
+    }
+  })();
+  const redisUrl = await resolveRedis();
+  const demoWanted = process.env['DEMO'] !== 'false' && config.NODE_ENV !== 'production';
+  const env: NodeJS.ProcessEnv = { ...process.env, REDIS_URL: redisUrl };
+  // Create the development key before the services race to create it.
+  resolveMasterKey(config);
+
+  if (demoWanted) {
+    demoTarget = await startDemoTarget(Number(process.env['DEMO_TARGET_PORT'] ?? 9443));
+    mkdirSync(`${DATA}/demo`, { recursive: true });
+    writeFileSync(`${DATA}/demo/target-ca.pem`, demoTarget.serverCaPem);
+    env['TARGET_CA_FILE'] = `${DATA}/demo/target-ca.pem`;
+    env['TARGET_ALLOWLIST'] = [config.TARGET_ALLOWLIST.join(','), '127.0.0.1'].filter((s) => s !== '').join(',');
+    await seedDemo(config, redisUrl, demoTarget);
+  }
+
+  await startService('worker', env);
+  await startService('api', env);
+  const port = config.PORT;
+  console.log(`\nmtls-relay is up: api on http://127.0.0.1:${port}, one worker, ${config.storeKind} store, Redis ${redisUrl}`);
+  if (demoTarget !== undefined) {
+    console.log('\nTry a forward through the relay to the demo mTLS target (it demands a client certificate):\n');
+    console.log(`curl -sS -i http://127.0.0.1:${port}/mtls/account/demo -H 'LP-forward-url: ${demoTarget.url}/hello' -H 'LP-service-name: demo-service'`);
+    console.log('\nThe answer carries LP-mtls: used and the certificate the target saw. Ctrl-C stops everything.\n');
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(`mtls-relay: ${(err as Error).message}`);
+  void stopAll(1);
+});

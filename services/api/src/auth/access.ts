@@ -1,0 +1,32 @@
+import type { Response } from 'express';
+import { RelayError } from '@mtls-relay/shared/errors';
+
+export type Permission = 'MTLS_READ_INTERNAL' | 'MTLS_WRITE_INTERNAL';
+
+/** Who is calling, as established by the authentication middleware (res.locals.principal). */
+export interface Principal {
+  readonly kind: 'oauth1' | 'jwt';
+  /** Consumer key or JWT subject; safe to log. */
+  readonly id: string;
+  readonly permissions: ReadonlySet<Permission>;
+  /** Accounts the caller may act on; '*' for all. */
+  readonly accounts: '*' | ReadonlySet<string>;
+}
+
+export function principalOf(res: Response): Principal | undefined {
+  return res.locals['principal'] as Principal | undefined;
+}
+
+/** May the caller act on `accountId`? (Without an authentication layer configured, everything is allowed.) */
+export function canAccessAccount(res: Response, accountId: string): boolean {
+  const p = principalOf(res);
+  if (p === undefined) return res.locals['authRequired'] !== true;
+  return p.accounts === '*' || p.accounts.has(accountId);
+}
+
+/** Throws 403 forbidden when the caller may not act on `accountId`. Call before touching anything of the account. */
+export function assertAccountAccess(res: Response, accountId: string): void {
+  if (!canAccessAccount(res, accountId)) {
+    throw new RelayError('forbidden', `these credentials may not act on account ${accountId}`);
+  }
+}

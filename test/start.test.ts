@@ -1,0 +1,65 @@
+/**
+ * `npm start` as a user runs it: the api, a worker and the demo target come up, the printed curl command
+ * forwards through the relay with the demo client certificate, and Ctrl-C (SIGINT) stops everything.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort, startTestRedis } from './support/redis.ts';
+import type { TestRedis } from './support/redis.ts';
+
+const ROOT = fileURLToPath(new URL('../', import.meta.url));
+let redis: TestRedis;
+
+beforeAll(async () => {
+  redis = await startTestRedis();
+});
+afterAll(async () => {
+  await redis?.close();
+});
+
+describe('npm start', () => {
+  it('starts the system with a demo target; the printed curl example returns the target answer with LP-mtls: used; SIGINT stops it', async () => {
+    const port = await freePort();
+    const proc = spawn(process.execPath, ['scripts/start.ts'], {
+      cwd: ROOT,
+      env: {
+        PATH: process.env['PATH'] ?? '',
+        REDIS_URL: redis.url,
+        PORT: String(port),
+        DEMO_TARGET_PORT: String(await freePort()),
+        QUEUE_PREFIX: `start${port}`,
+        START_QUIET: 'true',
+        HOST: '127.0.0.1',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    proc.stderr.setEncoding('utf8').on('data', (c: string) => (output += c));
+    const curlLine = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no curl example printed:\n${output}`)), 45_000);
+      proc.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+        output += chunk;
+        const line = output.split('\n').find((l) => l.startsWith('curl '));
+        if (line !== undefined) {
+          clearTimeout(timer);
+          resolve(line);
+        }
+      });
+      proc.once('exit', (code) => reject(new Error(`npm start exited early (${code}):\n${output}`)));
+    });
+    try {
+      const answer = execFileSync('bash', ['-c', curlLine], { encoding: 'utf8', timeout: 20_000 });
+      expect(answer).toMatch(/^HTTP\/1\.1 200 OK/);
+      expect(answer).toMatch(/^LP-mtls: used\r?$/m);
+      expect(answer).toContain('hello from the demo mTLS target');
+      expect(answer).toContain('CN=demo-client');
+    } finally {
+      const code = await new Promise<number | null>((resolve) => {
+        proc.once('exit', (c) => resolve(c));
+        proc.kill('SIGINT');
+      });
+      expect(code).toBe(0);
+    }
+  });
+});
