@@ -2,6 +2,7 @@ import { X509Certificate, createPrivateKey, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import https from 'node:https';
 import { connect as netConnect } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import type { Socket } from 'node:net';
 import { Agent, request } from 'undici';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -177,6 +178,31 @@ describe('mtls-target', () => {
     expect(ok.statusCode).toBe(200);
     await ok.body.dump();
     expect(t.requests.map((r) => r.path)).toEqual(['/yes']);
+  });
+
+  it('records an upload cut off mid-body as aborted, with the bytes that arrived, without calling the handler', async () => {
+    const t = await target();
+    const handler = vi.fn();
+    t.setHandler(handler);
+    const socket = tlsConnect({
+      host: '127.0.0.1',
+      port: t.port,
+      servername: 'localhost',
+      ca: ca.certPem,
+      cert: clientA.certPem,
+      key: clientA.keyPem,
+    });
+    socket.on('error', () => {});
+    await once(socket, 'secureConnect');
+    socket.write('POST /partial HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n0123456789');
+    await vi.waitFor(() => expect(t.connections).toBe(1));
+    // The server has the headers once the request is parsed; cut the connection then.
+    await new Promise<void>((resolve) => t.server.once('request', () => resolve()));
+    socket.destroy();
+    await t.waitForRequests(1);
+    expect(t.requests[0]).toMatchObject({ method: 'POST', path: '/partial', aborted: true });
+    expect(t.requests[0]?.body.toString()).toBe('0123456789');
+    expect(handler).not.toHaveBeenCalled();
   });
 
   it('with requireClientCert: false records requests without a certificate as clientCert null', async () => {

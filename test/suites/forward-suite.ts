@@ -75,7 +75,7 @@ export function defineForwardSuite(kind: StoreKind): void {
     ): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }> => {
       const res = await request(`${relay.api.url}/mtls/account/${account}`, {
         method: method as 'GET',
-        headers: { 'lp-forward-url': url, ...headers },
+        headers: { ...relay.auth(), 'lp-forward-url': url, ...headers },
         body: body ?? null,
       });
       return { status: res.statusCode, headers: res.headers, body: Buffer.from(await res.body.arrayBuffer()) };
@@ -132,7 +132,6 @@ export function defineForwardSuite(kind: StoreKind): void {
           {
             'lp-service-name': 'billing',
             'lp-authorization-override': 'Bearer target-token-123',
-            authorization: 'Bearer relay-caller-credential',
             'x-custom': 'kept',
             'content-type': 'application/json',
             prefer: 'wait=10',
@@ -259,6 +258,7 @@ export function defineForwardSuite(kind: StoreKind): void {
         const req = httpRequest(`${relay.api.url}/mtls/account/${account}`, {
           method: 'POST',
           headers: {
+            ...relay.auth(),
             'lp-forward-url': `${target.url}/echo/path?x=1&y=%2F`,
             'lp-service-name': 'billing',
             connection: 'keep-alive, x-hop',

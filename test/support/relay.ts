@@ -34,6 +34,11 @@ export interface Relay {
   /** Redis client of the test process (for inspecting keys). */
   client: Redis;
   startWorker(extraEnv?: Record<string, string>): Promise<ServiceProcess>;
+  /**
+   * Headers that authenticate a test request as an administrator allowed on every account. Every test
+   * request to the API spreads these in; the auth layer decides what they contain.
+   */
+  auth(): Record<string, string>;
   close(): Promise<void>;
 }
 
@@ -111,6 +116,7 @@ export async function startRelay(opts: RelayOptions = {}): Promise<Relay> {
     backend,
     client,
     startWorker,
+    auth: () => ({}),
     close: async () => {
       await Promise.all([api.stop(), ...workers.map((w) => w.stop())]);
       await backend.close();
