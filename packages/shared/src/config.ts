@@ -127,6 +127,13 @@ const envSchema = z.object({
   RESULT_TTL_SECONDS: int(3_600, 60, 7 * 24 * 3_600),
   CERT_CACHE_TTL_SECONDS: int(300, 1, 86_400),
   MAX_CERT_AGENTS: int(1_000, 1, 100_000),
+
+  // --- circuit breakers (one per target origin, per worker process)
+  BREAKER_ERROR_PERCENT: int(50, 1, 100),
+  BREAKER_VOLUME_THRESHOLD: int(5, 1, 10_000),
+  BREAKER_RESET_MS: int(30_000, 100, 3_600_000),
+  BREAKER_WINDOW_MS: int(10_000, 1_000, 3_600_000),
+  MAX_BREAKERS: int(10_000, 1, 1_000_000),
 });
 
 type Env = z.output<typeof envSchema>;

@@ -24,6 +24,8 @@ export const ERROR_CATALOGUE = {
   not_found: { status: 404, title: 'Not found' },
   method_not_allowed: { status: 405, title: 'Method not allowed' },
   conflict: { status: 409, title: 'The request conflicts with the current state' },
+  idempotency_in_flight: { status: 409, title: 'A request with this Idempotency-Key is still being processed' },
+  idempotency_key_reused: { status: 422, title: 'This Idempotency-Key was used for a different request' },
   body_too_large: { status: 413, title: 'The request body is larger than the configured limit' },
   certificate_required: { status: 422, title: 'No valid client certificate is mapped for this target' },
   headers_too_large: { status: 431, title: 'The request headers are too large' },

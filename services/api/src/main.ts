@@ -8,6 +8,7 @@ import { createLogger, errorSummary } from '@mtls-relay/shared/logging';
 import { createRedis, waitForRedis } from '@mtls-relay/shared/redis';
 import { CertificateStore, createBackend, storeChangeChannel } from '@mtls-relay/shared/store';
 import { createApp } from './app.ts';
+import { IdempotencyKeys } from './clients/idempotency.ts';
 import { JobQueues } from './clients/queue.ts';
 import { ResultWaiter } from './clients/waiter.ts';
 import { apiShutdown } from './shutdown.ts';
@@ -65,6 +66,7 @@ const app = createApp({
   ring,
   store,
   queues,
+  idempotency: new IdempotencyKeys(producer, config.QUEUE_PREFIX),
   waiter,
   bodyLimitBytes: config.BODY_LIMIT_BYTES,
   syncWaitMs: config.SYNC_WAIT_MS,

@@ -5,6 +5,7 @@ import { createKeyRing, resolveMasterKey } from '@mtls-relay/shared/crypto';
 import { createLogger, errorSummary } from '@mtls-relay/shared/logging';
 import { createRedis } from '@mtls-relay/shared/redis';
 import { CertificateStore, createBackend, storeChangeChannel } from '@mtls-relay/shared/store';
+import { BreakerRegistry } from './breakers.ts';
 import { TargetClient } from './clients/target.ts';
 import { createForwardProcessor } from './processors/forward.ts';
 import { createMappingProcessor } from './processors/mapping.ts';
@@ -58,12 +59,24 @@ const target = new TargetClient({
   maxAgents: config.MAX_CERT_AGENTS,
 });
 
+const breakers = new BreakerRegistry(
+  {
+    errorThresholdPercentage: config.BREAKER_ERROR_PERCENT,
+    volumeThreshold: config.BREAKER_VOLUME_THRESHOLD,
+    resetTimeoutMs: config.BREAKER_RESET_MS,
+    rollingWindowMs: config.BREAKER_WINDOW_MS,
+    maxBreakers: config.MAX_BREAKERS,
+  },
+  logger,
+);
+
 const workers = startWorkers({
   processors: {
     forward: createForwardProcessor({
       ring,
       resolver,
       target,
+      breakers,
       logger,
       allowHttp: config.ALLOW_HTTP_TARGETS,
       retryAfterCapSeconds: Math.floor(config.JOB_LOCK_MS / 1000),
@@ -83,7 +96,7 @@ const workers = startWorkers({
 });
 logger.info({ store: backend.kind, concurrency: config.WORKER_CONCURRENCY, prefix: config.QUEUE_PREFIX }, 'worker started');
 
-const shutdown = workerShutdown({ workers, target, backend, redis: [connection, commands, subscriber] }, logger, config.JOB_LOCK_MS);
+const shutdown = workerShutdown({ workers, target, breakers, backend, redis: [connection, commands, subscriber] }, logger, config.JOB_LOCK_MS);
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   process.once(signal, () => {
     logger.info({ signal }, 'shutting down');

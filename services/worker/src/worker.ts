@@ -47,6 +47,8 @@ export function startWorkers(deps: {
       prefix: deps.settings.prefix,
       concurrency: deps.settings.concurrency,
       lockDuration: deps.settings.lockDurationMs,
+      // Look for jobs whose worker died as often as a lock can expire.
+      stalledInterval: Math.min(30_000, deps.settings.lockDurationMs),
       maxStalledCount: 1,
       settings: { backoffStrategy: (attemptsMade, _type, err) => backoffDelay(attemptsMade, err, deps.settings) },
     });

@@ -30,22 +30,23 @@ export class JobQueues {
     this.queues = { forward: make('forward'), mapping: make('mapping') };
   }
 
-  async enqueueForward(jobId: string, payload: ForwardJob): Promise<void> {
+  /** `keepSeconds`: keep the result at least this long (an Idempotency-Key's first result is kept 24 h). */
+  async enqueueForward(jobId: string, payload: ForwardJob, keepSeconds?: number): Promise<void> {
     const data = JOBS.forward.payload.parse(payload);
     await this.#add('forward', jobId, data, {
       attempts: this.#settings.forwardAttempts,
       backoff: { type: 'jitter' },
-    });
+    }, Math.max(keepSeconds ?? 0, this.#settings.resultTtlSeconds));
   }
 
   async enqueueMapping(jobId: string, payload: MappingJob): Promise<void> {
     const data = JOBS.mapping.payload.parse(payload);
-    await this.#add('mapping', jobId, data, { attempts: 3, backoff: { type: 'jitter' } });
+    await this.#add('mapping', jobId, data, { attempts: 3, backoff: { type: 'jitter' } }, this.#settings.resultTtlSeconds);
   }
 
-  async #add(name: JobName, jobId: string, data: unknown, opts: { attempts: number; backoff: { type: string } }): Promise<void> {
+  async #add(name: JobName, jobId: string, data: unknown, opts: { attempts: number; backoff: { type: string } }, keepSeconds: number): Promise<void> {
     try {
-      await this.queues[name].add(name, data, { jobId, ...opts, ...retention(this.#settings.resultTtlSeconds) });
+      await this.queues[name].add(name, data, { jobId, ...opts, ...retention(keepSeconds) });
     } catch (cause) {
       throw new RelayError('queue_unavailable', 'the job queue (Redis) is unavailable; nothing was enqueued', { cause, retryAfter: 1 });
     }

@@ -8,6 +8,8 @@ import { FORWARD_METHODS, sealBody, sealHeaders } from '@mtls-relay/shared/jobs'
 import type { ForwardMethod } from '@mtls-relay/shared/jobs';
 import { assertAccountId, parseTargetUrl } from '@mtls-relay/shared/url';
 import type { TargetUrl } from '@mtls-relay/shared/url';
+import { IDEMPOTENCY_TTL_SECONDS, requestFingerprint } from '../clients/idempotency.ts';
+import type { IdempotencyClaim, IdempotencyKeys } from '../clients/idempotency.ts';
 import type { JobQueues } from '../clients/queue.ts';
 import type { ResultWaiter } from '../clients/waiter.ts';
 import { parsePrefer } from '../prefer.ts';
@@ -19,6 +21,7 @@ export interface ForwardRouteDeps {
   ring: KeyRing;
   queues: JobQueues;
   waiter: ResultWaiter;
+  idempotency: IdempotencyKeys;
   bodyLimitBytes: number;
   syncWaitMs: number;
   allowHttp: boolean;
@@ -75,6 +78,14 @@ export function forwardRouter(deps: ForwardRouteDeps): Router {
 
     const jobId = randomUUID();
     const requestId = String(res.locals['requestId'] ?? jobId);
+    if (idempotencyKey !== undefined) {
+      const fingerprint = requestFingerprint({ method: req.method, url: url.normalized, serviceName, body });
+      const earlier = await deps.idempotency.claim(accountId, idempotencyKey, { jobId, fingerprint, claimedAt: Date.now() });
+      if (earlier !== null) {
+        await replayEarlier(res, deps, earlier, fingerprint);
+        return;
+      }
+    }
     const handle = deps.waiter.register(jobId);
     try {
       await deps.queues.enqueueForward(jobId, {
@@ -90,9 +101,10 @@ export function forwardRouter(deps: ForwardRouteDeps): Router {
         headers: sealHeaders(deps.ring, jobId, 'request', headers),
         body: sealBody(deps.ring, jobId, 'request', body),
         enqueuedAt: Date.now(),
-      });
+      }, idempotencyKey === undefined ? undefined : IDEMPOTENCY_TTL_SECONDS);
     } catch (err) {
       handle.cancel();
+      if (idempotencyKey !== undefined) await deps.idempotency.release(accountId, idempotencyKey, jobId);
       throw err;
     }
 
@@ -121,6 +133,23 @@ export function forwardRouter(deps: ForwardRouteDeps): Router {
   });
 
   return router;
+}
+
+/** A request whose Idempotency-Key was used before: the first result, 409 while it runs, 422 if it differs. */
+async function replayEarlier(res: Response, deps: ForwardRouteDeps, earlier: IdempotencyClaim, fingerprint: string): Promise<void> {
+  if (earlier.fingerprint !== fingerprint) {
+    throw new RelayError('idempotency_key_reused', 'this Idempotency-Key was first used with another method, URL, service or body');
+  }
+  const outcome = await deps.queues.finalOutcome('forward', earlier.jobId);
+  if (outcome === null) {
+    sendProblem(res, new RelayError('idempotency_in_flight', 'the first request with this Idempotency-Key has not finished yet', { retryAfter: 1 }), {
+      jobId: earlier.jobId,
+      location: jobLocation(earlier.jobId),
+    });
+    return;
+  }
+  res.setHeader('Idempotent-Replayed', 'true');
+  sendOutcome(res, deps.ring, outcome);
 }
 
 function sendAccepted(res: Response, jobId: string): void {

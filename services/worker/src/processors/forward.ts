@@ -7,6 +7,7 @@ import { forwardJobSchema, IDEMPOTENT_METHODS, openBody, openHeaders, sealBody, 
 import type { ForwardJob, ForwardResult } from '@mtls-relay/shared/jobs';
 import type { Logger } from '@mtls-relay/shared/logging';
 import { parseTargetUrl } from '@mtls-relay/shared/url';
+import type { BreakerRegistry } from '../breakers.ts';
 import type { TargetClient } from '../clients/target.ts';
 import { parseRetryAfter, RETRYABLE_STATUS, retryClassOf } from '../outcome.ts';
 import type { CertificateResolver } from '../resolver.ts';
@@ -15,6 +16,7 @@ export interface ForwardDeps {
   ring: KeyRing;
   resolver: CertificateResolver;
   target: TargetClient;
+  breakers: BreakerRegistry;
   logger: Logger;
   allowHttp: boolean;
   /** Upper bound for a target's Retry-After that we honour, in seconds. */
@@ -83,13 +85,13 @@ async function forwardOnce(deps: ForwardDeps, jobId: string, data: ForwardJob, l
         : `no valid certificate is mapped, and the hostname settings require one for ${url.hostname}`,
     );
   }
-  const response = await deps.target.send({
-    url,
-    method: data.method,
-    headers: openHeaders(deps.ring, jobId, 'request', data.headers),
-    body: openBody(deps.ring, jobId, 'request', data.body),
-    material: resolution.material,
-  });
+  const headers = openHeaders(deps.ring, jobId, 'request', data.headers);
+  const body = openBody(deps.ring, jobId, 'request', data.body);
+  const response = await deps.breakers.fire(
+    url.origin,
+    () => deps.target.send({ url, method: data.method, headers, body, material: resolution.material }),
+    (r) => r.status >= 500,
+  );
   if (RETRYABLE_STATUS.has(response.status) && !lastAttempt && isRetrySafe(data)) {
     const retryAfterHeader = response.headers.find(([n]) => n.toLowerCase() === 'retry-after')?.[1];
     throw new RelayError('target_unreachable', `the target answered ${response.status}`, {

@@ -1,0 +1,34 @@
+# syntax=docker/dockerfile:1
+# One image for the api and the worker (the command picks the service); a `demo` target adds the dev tooling
+# for the demo mTLS target. TypeScript runs directly on Node 24 (type stripping): there is no build step.
+
+FROM node:24-bookworm-slim AS deps
+WORKDIR /app
+COPY package.json package-lock.json ./
+COPY packages/shared/package.json packages/shared/
+COPY services/api/package.json services/api/
+COPY services/worker/package.json services/worker/
+RUN npm ci --omit=dev --no-audit --no-fund --ignore-scripts
+
+FROM node:24-bookworm-slim AS runtime
+ENV NODE_ENV=production
+WORKDIR /app
+COPY --from=deps /app/node_modules node_modules
+COPY package.json ./
+COPY packages packages
+COPY services services
+USER node
+EXPOSE 8080
+CMD ["node", "services/api/src/main.ts"]
+
+FROM node:24-bookworm-slim AS demo
+WORKDIR /app
+COPY package.json package-lock.json ./
+COPY packages/shared/package.json packages/shared/
+COPY services/api/package.json services/api/
+COPY services/worker/package.json services/worker/
+RUN npm ci --no-audit --no-fund --ignore-scripts
+COPY . .
+RUN mkdir -p /demo && chown node:node /demo
+USER node
+CMD ["node", "scripts/demo-compose.ts"]
