@@ -47,6 +47,7 @@ export function createForwardProcessor(deps: ForwardDeps): (job: Job) => Promise
     const log = deps.logger.child({ jobId, accountId: data.accountId, requestId: data.requestId });
     const lastAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
     const started = Date.now();
+    log.debug({ attempt: job.attemptsMade + 1, started: job.attemptsStarted }, 'forward attempt started');
 
     try {
       // A job that was started more often than it failed was taken over from a worker that died mid-request.

@@ -1,0 +1,138 @@
+/**
+ * Crash safety with real processes: a worker killed with SIGKILL mid-request, SIGTERM draining, and an API
+ * restart while its job runs. Short locks (JOB_LOCK_MS=2000) so that stalled-job recovery happens in seconds.
+ */
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { request } from 'undici';
+import { createCA, issueCertificate } from './support/pki.ts';
+import { startMtlsTarget } from './support/mtls-target.ts';
+import type { MtlsTarget, TargetHandler } from './support/mtls-target.ts';
+import { startRelay } from './support/relay.ts';
+import type { Relay } from './support/relay.ts';
+import { startService } from './support/services.ts';
+import type { ServiceProcess } from './support/services.ts';
+
+let relay: Relay;
+let target: MtlsTarget;
+const account = 'crash1';
+
+/** The first request to a path is held for `hold` ms (?hold=N); later requests to it are answered at once. */
+const firstSeen = new Set<string>();
+const handler: TargetHandler = async (req, res) => {
+  const [path = '', query = ''] = req.path.split('?');
+  const hold = Number(new URLSearchParams(query).get('hold') ?? 0);
+  if (!firstSeen.has(path)) {
+    firstSeen.add(path);
+    await new Promise((r) => setTimeout(r, hold).unref());
+  }
+  if (res.destroyed) return;
+  res.statusCode = 200;
+  res.end(`answer ${req.method} ${path}`);
+};
+
+async function forward(method: string, path: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string; headers: Record<string, unknown> }> {
+  const res = await request(`${relay.api.url}/mtls/account/${account}`, {
+    method: method as 'GET',
+    headers: { ...relay.auth(), 'lp-forward-url': `${target.url}${path}`, ...headers },
+    body: method === 'GET' ? null : 'payload',
+  });
+  return { status: res.statusCode, body: await res.body.text(), headers: res.headers };
+}
+
+/** The worker that logged the start of an attempt for a job forwarding to `path`. */
+async function holderOf(path: string): Promise<{ worker: ServiceProcess; jobId: string }> {
+  await target.waitForRequests(1);
+  const seen = target.requests.findIndex((r) => r.path.startsWith(path));
+  expect(seen).toBeGreaterThanOrEqual(0);
+  let found: { worker: ServiceProcess; jobId: string } | undefined;
+  await vi.waitFor(() => {
+    for (const w of relay.workers) {
+      const line = w.logs.find((l) => l.msg === 'forward attempt started' && !handled.has(String(l['jobId'])));
+      if (line !== undefined) found = { worker: w, jobId: String(line['jobId']) };
+    }
+    expect(found).toBeDefined();
+  });
+  handled.add(found!.jobId);
+  return found!;
+}
+const handled = new Set<string>();
+
+beforeAll(async () => {
+  const serverCa = await createCA('crash-server-ca');
+  const clientCa = await createCA('crash-client-ca');
+  const server = await issueCertificate(serverCa, { commonName: 'localhost', usage: 'server', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
+  target = await startMtlsTarget({ server, clientCa: clientCa.certPem, requireClientCert: false, handler });
+  relay = await startRelay({
+    workers: 2,
+    targetCaPem: serverCa.certPem,
+    env: { LOG_LEVEL: 'debug', JOB_LOCK_MS: '2000', TARGET_TIMEOUT_MS: '1800', HEADERS_TIMEOUT_MS: '1700', BODY_TIMEOUT_MS: '1700', SYNC_WAIT_MS: '20000', FORWARD_ATTEMPTS: '3' },
+  });
+});
+
+afterAll(async () => {
+  await relay?.close();
+  await target?.close();
+});
+
+describe('worker killed with SIGKILL mid-request', () => {
+  it('a slow GET is completed by the other worker and the caller gets the answer', async () => {
+    target.reset();
+    const pending = forward('GET', '/slow-get?hold=1500');
+    const { worker } = await holderOf('/slow-get');
+    worker.proc.kill('SIGKILL');
+    const res = await pending;
+    expect(res.status).toBe(200);
+    expect(res.body).toBe('answer GET /slow-get');
+    expect(target.requests.filter((r) => r.path.startsWith('/slow-get'))).toHaveLength(2);
+    relay.workers.splice(relay.workers.indexOf(worker), 1);
+    await relay.startWorker();
+  });
+
+  it('a POST without Idempotency-Key is never sent twice: the job ends visibly failed with delivery_uncertain', async () => {
+    target.reset();
+    const pending = forward('POST', '/slow-post?hold=1500');
+    const { worker, jobId } = await holderOf('/slow-post');
+    worker.proc.kill('SIGKILL');
+    const res = await pending;
+    expect(res.status).toBe(502);
+    expect(JSON.parse(res.body)).toMatchObject({ code: 'delivery_uncertain', jobId });
+    expect(target.requests.filter((r) => r.path.startsWith('/slow-post'))).toHaveLength(1);
+    const status = await request(`${relay.api.url}/mtls/jobs/${jobId}`, { headers: relay.auth() });
+    expect(JSON.parse(await status.body.text())).toMatchObject({ state: 'failed', error: { code: 'delivery_uncertain' } });
+    relay.workers.splice(relay.workers.indexOf(worker), 1);
+    await relay.startWorker();
+  });
+});
+
+describe('graceful shutdown', () => {
+  it('SIGTERM lets the job in flight finish: the caller gets the answer and the worker exits 0', async () => {
+    target.reset();
+    const pending = forward('POST', '/drain?hold=1000');
+    const { worker } = await holderOf('/drain');
+    const exited = worker.stop('SIGTERM');
+    const res = await pending;
+    expect(res.status).toBe(200);
+    expect(await exited).toBe(0);
+    expect(target.requests.filter((r) => r.path.startsWith('/drain'))).toHaveLength(1);
+    relay.workers.splice(relay.workers.indexOf(worker), 1);
+    await relay.startWorker();
+  });
+
+  it('when the API dies while a caller waits, the job keeps running and can be polled from a new API process', async () => {
+    target.reset();
+    const pending = forward('POST', '/api-restart?hold=1500').catch(() => null);
+    const { jobId } = await holderOf('/api-restart');
+    relay.api.proc.kill('SIGKILL');
+    expect(await pending).toBeNull();
+    const api2 = await startService('api', relay.env);
+    try {
+      await vi.waitFor(async () => {
+        const res = await request(`${api2.url}/mtls/jobs/${jobId}/response`, { headers: relay.auth() });
+        expect(res.statusCode).toBe(200);
+        expect(await res.body.text()).toBe('answer POST /api-restart');
+      }, { timeout: 10_000, interval: 200 });
+    } finally {
+      relay.api = api2;
+    }
+  });
+});
