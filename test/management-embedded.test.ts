@@ -1,0 +1,3 @@
+import { defineManagementSuite } from './suites/management-suite.ts';
+
+defineManagementSuite('embedded');
