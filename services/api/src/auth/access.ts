@@ -17,11 +17,23 @@ export function principalOf(res: Response): Principal | undefined {
   return res.locals['principal'] as Principal | undefined;
 }
 
-/** May the caller act on `accountId`? (Without an authentication layer configured, everything is allowed.) */
+/** May the caller act on `accountId`? Without an authenticated principal, never. */
 export function canAccessAccount(res: Response, accountId: string): boolean {
   const p = principalOf(res);
-  if (p === undefined) return res.locals['authRequired'] !== true;
+  if (p === undefined) return false;
   return p.accounts === '*' || p.accounts.has(accountId);
+}
+
+/**
+ * The permission a request needs: reads (GET, HEAD, OPTIONS, and the mapping check, which only asks
+ * questions) need MTLS_READ_INTERNAL; everything else needs MTLS_WRITE_INTERNAL.
+ */
+export function requiredPermission(method: string, path: string): Permission {
+  const m = method.toUpperCase();
+  if (m === 'GET' || m === 'HEAD' || m === 'OPTIONS') return 'MTLS_READ_INTERNAL';
+  // Express matches routes case-insensitively and with an optional trailing slash.
+  if (m === 'POST' && path.toLowerCase().replace(/\/+$/, '') === '/mtls/mapping') return 'MTLS_READ_INTERNAL';
+  return 'MTLS_WRITE_INTERNAL';
 }
 
 /** Throws 403 forbidden when the caller may not act on `accountId`. Call before touching anything of the account. */

@@ -1,0 +1,145 @@
+/**
+ * The authentication middleware: every route after it needs OAuth 1.0a or Bearer credentials (health,
+ * readiness and the OpenAPI document stay open). It sets res.locals.principal, checks the method's
+ * permission, and answers 401 (with WWW-Authenticate) or 403 before any route can enqueue anything.
+ */
+import express from 'express';
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import { RelayError } from '@mtls-relay/shared/errors';
+import type { Logger } from '@mtls-relay/shared/logging';
+import { requiredPermission } from './access.ts';
+import type { Principal } from './access.ts';
+import type { Consumer } from './consumers.ts';
+import type { JwtVerifier } from './jwt.ts';
+import type { NonceStore } from './nonces.ts';
+import { baseStringUri, formParams, OAuthFormatError, parseOAuthHeader, signatureBaseString, signatureMatches } from './oauth1.ts';
+import type { Param } from './oauth1.ts';
+
+export interface AuthenticatorOptions {
+  consumers: ReadonlyMap<string, Consumer>;
+  nonces: NonceStore;
+  jwt: JwtVerifier | undefined;
+  windowSeconds: number;
+  /** Take the scheme and host of the signed URL from X-Forwarded-Proto / X-Forwarded-Host. */
+  trustProxy: boolean;
+  bodyLimitBytes: number;
+  /** Paths served without credentials. */
+  openPaths: ReadonlySet<string>;
+  logger: Logger;
+}
+
+const REALM = 'realm="mtls-relay"';
+// Signatures of unknown consumers are still computed (with this secret), so that timing tells nothing.
+const DUMMY_SECRET = 'unknown-consumer-0000000000000000';
+
+function isForm(req: Request): boolean {
+  const type = req.headers['content-type'];
+  return typeof type === 'string' && /^application\/x-www-form-urlencoded\s*(;|$)/i.test(type.trim());
+}
+
+function firstForwarded(value: string | string[] | undefined): string | undefined {
+  const v = Array.isArray(value) ? value[0] : value;
+  const first = v?.split(',')[0]?.trim();
+  return first === undefined || first === '' ? undefined : first;
+}
+
+export function createAuthenticator(opts: AuthenticatorOptions): RequestHandler {
+  // The same reader as the forward route's, so that the route finds the body already read, byte for byte.
+  const readForm = express.raw({ type: () => true, limit: opts.bodyLimitBytes });
+  const readBody = (req: Request, res: Response): Promise<void> =>
+    new Promise((resolve, reject) => {
+      readForm(req, res, (err?: unknown) => (err === undefined || err === null ? resolve() : reject(err)));
+    });
+
+  const challenges = (bearerError: boolean): string[] => {
+    const list: string[] = [];
+    if (opts.jwt !== undefined) list.push(bearerError ? `Bearer ${REALM}, error="invalid_token"` : `Bearer ${REALM}`);
+    if (opts.consumers.size > 0) list.push(`OAuth ${REALM}`);
+    return list;
+  };
+
+  const oauth1 = async (req: Request, res: Response, header: string): Promise<Principal> => {
+    if (opts.consumers.size === 0) throw new RelayError('unauthenticated', 'OAuth 1.0a is not configured on this relay');
+    let parsed;
+    try {
+      parsed = parseOAuthHeader(header);
+    } catch (err) {
+      if (err instanceof OAuthFormatError) throw new RelayError('unauthenticated', err.message);
+      throw err;
+    }
+    // The request target as sent (absolute-form reduced to its path and query).
+    const target = req.originalUrl;
+    const url = target.startsWith('/') ? target : URL.canParse(target) ? `${new URL(target).pathname}${new URL(target).search}` : target;
+    const q = url.indexOf('?');
+    const path = q < 0 ? url : url.slice(0, q);
+    const params: Param[] = q < 0 ? [] : formParams(url.slice(q + 1));
+    if (isForm(req)) {
+      await readBody(req, res);
+      if (Buffer.isBuffer(req.body)) params.push(...formParams(req.body.toString('utf8')));
+    }
+    params.push(...parsed.params);
+    const forwardedProto = opts.trustProxy ? firstForwarded(req.headers['x-forwarded-proto']) : undefined;
+    const scheme = forwardedProto ?? ((req.socket as { encrypted?: boolean }).encrypted === true ? 'https' : 'http');
+    const host = (opts.trustProxy ? firstForwarded(req.headers['x-forwarded-host']) : undefined) ?? req.headers.host ?? '';
+    let base: string;
+    try {
+      base = signatureBaseString(req.method, baseStringUri(scheme, host, path), params);
+    } catch (err) {
+      if (err instanceof OAuthFormatError) throw new RelayError('unauthenticated', err.message);
+      throw err;
+    }
+    const consumer = opts.consumers.get(parsed.consumerKey);
+    const matches = signatureMatches(parsed.signatureMethod, base, consumer?.secret ?? DUMMY_SECRET, parsed.signature);
+    if (consumer === undefined || !matches) {
+      throw new RelayError('unauthenticated', 'the OAuth signature is invalid or the consumer is unknown');
+    }
+    const now = Math.floor(Date.now() / 1000);
+    if (Math.abs(now - parsed.timestamp) > opts.windowSeconds) {
+      throw new RelayError('unauthenticated', `oauth_timestamp is more than ${opts.windowSeconds} s away from the relay's clock`);
+    }
+    if (!(await opts.nonces.claim(consumer.key, parsed.timestamp, parsed.nonce, now))) {
+      throw new RelayError('unauthenticated', 'oauth_nonce was already used');
+    }
+    return { kind: 'oauth1', id: consumer.key, permissions: consumer.permissions, accounts: consumer.accounts };
+  };
+
+  const bearer = async (token: string): Promise<Principal> => {
+    if (opts.jwt === undefined) throw new RelayError('unauthenticated', 'Bearer tokens are not accepted by this relay');
+    return opts.jwt.verify(token.trim());
+  };
+
+  const authenticate = async (req: Request, res: Response): Promise<Principal> => {
+    const header = req.headers.authorization;
+    if (header === undefined || header.trim() === '') throw new RelayError('unauthenticated', 'credentials are required (OAuth 1.0a or Bearer)');
+    if (/^OAuth\s/i.test(header)) return oauth1(req, res, header);
+    const token = /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1];
+    if (token !== undefined) return bearer(token);
+    throw new RelayError('unauthenticated', 'the Authorization scheme must be OAuth or Bearer');
+  };
+
+  return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
+    if (opts.openPaths.has(req.path)) {
+      next();
+      return;
+    }
+    const scheme = /^\s*(OAuth|Bearer)\s/i.exec(req.headers.authorization ?? '')?.[1]?.toLowerCase() ?? 'none';
+    try {
+      const principal = await authenticate(req, res);
+      res.locals['principal'] = principal;
+      const needed = requiredPermission(req.method, req.path);
+      if (!principal.permissions.has(needed)) throw new RelayError('forbidden', `${req.method} needs the ${needed} permission`);
+      opts.logger.debug({ reqId: res.locals['requestId'], scheme, principal: principal.id }, 'authenticated');
+      next();
+    } catch (err) {
+      if (err instanceof RelayError && (err.code === 'unauthenticated' || err.code === 'forbidden')) {
+        if (err.code === 'unauthenticated') res.setHeader('WWW-Authenticate', challenges(scheme === 'bearer'));
+        const principal = (res.locals['principal'] as Principal | undefined)?.id;
+        opts.logger.info(
+          { reqId: res.locals['requestId'], method: req.method, path: req.path, scheme, status: err.status, reason: err.detail, ...(principal === undefined ? {} : { principal }) },
+          'request refused by authentication',
+        );
+      }
+      next(err);
+    }
+  };
+}
