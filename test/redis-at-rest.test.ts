@@ -1,0 +1,134 @@
+/**
+ * No secret at rest in clear (DESIGN "Quality targets", RELIABILITY row 20): drives everything that
+ * writes to Redis — certificates with private keys, forwards with LP-authorization-override, request and
+ * response bodies and headers, async results kept for polling, failed jobs, retries — then reads every key
+ * the relay wrote and finds no PEM, no private key, no override token and no plaintext body. (Every other
+ * e2e file's Redis gets the same scan when it stops: test/support/redis.ts.)
+ */
+import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:net';
+import { request } from 'undici';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { registerAtRestSecret, scanRedisAtRest } from './support/at-rest.ts';
+import { createCA, issueCertificate } from './support/pki.ts';
+import type { Issued } from './support/pki.ts';
+import { startMtlsTarget } from './support/mtls-target.ts';
+import type { MtlsTarget } from './support/mtls-target.ts';
+import { startRelay } from './support/relay.ts';
+import type { Relay } from './support/relay.ts';
+
+async function closedPort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  const a = srv.address();
+  await new Promise<void>((resolve) => srv.close(() => resolve()));
+  return typeof a === 'object' && a !== null ? a.port : 1;
+}
+
+describe('secrets at rest in Redis', () => {
+  let relay: Relay;
+  let target: MtlsTarget;
+  let client: Issued;
+  const account = `rest${randomBytes(3).toString('hex')}`;
+  const marker = (what: string): string => {
+    const value = `${what}-${randomBytes(12).toString('hex')}`;
+    registerAtRestSecret(value);
+    return value;
+  };
+  const override = `Bearer ${marker('override')}`;
+  const requestBody = `{"card":"${marker('request-body')}"}`;
+  const responseSecret = marker('response-body');
+  const cookie = marker('cookie');
+
+  beforeAll(async () => {
+    const ca = await createCA('at-rest-ca');
+    const server = await issueCertificate(ca, { commonName: 'localhost', usage: 'server', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
+    client = await issueCertificate(ca, { commonName: 'at-rest-client', usage: 'client' });
+    registerAtRestSecret(client.keyPem);
+    target = await startMtlsTarget({
+      server,
+      clientCa: ca.certPem,
+      requireClientCert: false,
+      handler: (req, res) => {
+        if (req.path.startsWith('/fail')) {
+          res.statusCode = 503;
+          res.end('busy');
+          return;
+        }
+        res.setHeader('set-cookie', `session=${cookie}; HttpOnly`);
+        res.setHeader('x-echo-auth', String(req.headers['authorization'] ?? ''));
+        res.end(`{"secret":"${responseSecret}","got":${JSON.stringify(req.body.toString())}}`);
+      },
+    });
+    relay = await startRelay({ targetCaPem: ca.certPem });
+    const cert = await relay.store.createCertificate(account, { name: 'rest', certificate: client.chainPem, privateKey: client.keyPem, associatedHostnames: ['localhost'] });
+    await relay.store.createMapping(account, { serviceName: 'pay', url: `${target.url}/sync`, certificateId: cert.id });
+  });
+
+  afterAll(async () => {
+    await relay?.close();
+    await target?.close();
+  });
+
+  const forward = (path: string, extra: Record<string, string> = {}) =>
+    request(`${relay.api.url}/mtls/account/${account}`, {
+      method: 'POST',
+      headers: { ...relay.auth(), 'lp-forward-url': `${target.url}${path}`, 'lp-service-name': 'pay', 'lp-authorization-override': override, 'content-type': 'application/json', ...extra },
+      body: requestBody,
+    });
+
+  it('after sync, async, failed and idempotent forwards with secrets, no key of the relay holds one in clear', async () => {
+    const sync = await forward('/sync');
+    expect(sync.statusCode).toBe(200);
+    expect(await sync.body.text()).toContain(responseSecret);
+    expect(target.requests[0]?.headers['authorization']).toBe(override);
+    expect(target.requests[0]?.clientCert).not.toBeNull();
+
+    const accepted = await forward('/async', { prefer: 'respond-async', 'idempotency-key': randomBytes(8).toString('hex') });
+    expect(accepted.statusCode).toBe(202);
+    const { jobId } = (await accepted.body.json()) as { jobId: string };
+    await vi.waitFor(async () => {
+      const r = await request(`${relay.api.url}/mtls/jobs/${jobId}/response`, { headers: relay.auth() });
+      const text = await r.body.text();
+      expect(r.statusCode).toBe(200);
+      expect(text).toContain(responseSecret);
+    }, { timeout: 15_000, interval: 100 });
+
+    const failed = await forward('/fail');
+    await failed.body.text();
+    expect(failed.statusCode).toBe(503);
+
+    const down = await request(`${relay.api.url}/mtls/account/${account}`, {
+      method: 'PUT',
+      headers: { ...relay.auth(), 'lp-forward-url': `https://127.0.0.1:${await closedPort()}/down`, 'lp-authorization-override': override },
+      body: requestBody,
+    });
+    await down.body.text();
+    expect(down.statusCode).toBe(502);
+
+    const scan = await scanRedisAtRest(relay.client, { prefix: relay.prefix });
+    expect(scan.keys).toBeGreaterThan(5);
+    expect(scan.findings).toEqual([]);
+
+    // What is there is sealed: the job's request headers and body, the stored result, the certificate.
+    const data = JSON.parse((await relay.client.hget(`${relay.prefix}:forward:${jobId}`, 'data')) ?? '{}') as { headers?: string; body?: string };
+    expect(data.headers).toMatch(/^s1\./);
+    expect(data.body).toMatch(/^s1\./);
+    const result = JSON.parse((await relay.client.hget(`${relay.prefix}:forward:${jobId}`, 'returnvalue')) ?? '{}') as { headers?: string; body?: string };
+    expect(result.headers).toMatch(/^s1\./);
+    expect(result.body).toMatch(/^s1\./);
+  });
+
+  it('control: the scan does find a secret planted in clear, in any of its encodings', async () => {
+    const planted = `${relay.prefix}:planted`;
+    try {
+      await relay.client.hset(planted, 'pem', client.keyPem, 'token', Buffer.from(override).toString('base64'), 'job', JSON.stringify({ body: 'plain' }));
+      const scan = await scanRedisAtRest(relay.client, { prefix: planted });
+      expect(scan.findings.map((f) => f.what)).toEqual(
+        expect.arrayContaining(['a PEM block', 'a private key', expect.stringMatching(/registered test secret "overri/), 'an unsealed "body"']),
+      );
+    } finally {
+      await relay.client.del(planted);
+    }
+  });
+});
