@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 # One image for the api and the worker (the command picks the service); a `demo` target adds the dev tooling
-# for the demo mTLS target. TypeScript runs directly on Node 24 (type stripping): there is no build step.
+# for the demo mTLS target (scripts/demo-compose.ts). TypeScript runs directly on Node 24 (type stripping): there is
+# no build step. Every stage that runs something runs as the unprivileged `node` user.
 
 FROM node:24-bookworm-slim AS deps
 WORKDIR /app
@@ -18,7 +19,8 @@ COPY package.json ./
 COPY packages packages
 COPY services services
 USER node
-EXPOSE 8080
+# 8080: the api; 9464: a worker's /healthz, /readyz and /metrics (METRICS_PORT).
+EXPOSE 8080 9464
 CMD ["node", "services/api/src/main.ts"]
 
 FROM node:24-bookworm-slim AS demo

@@ -1,0 +1,216 @@
+import { ERROR_CATALOGUE } from '@mtls-relay/shared/errors';
+
+/**
+ * Component schemas of the OpenAPI document (JSON Schema 2020-12, as OpenAPI 3.1 uses). The wire shapes the
+ * routes produce; the e2e suite validates real responses against them (test/support/openapi.ts).
+ */
+
+const ref = (name: string): { $ref: string } => ({ $ref: `#/components/schemas/${name}` });
+const dateTime = { type: 'string', format: 'date-time' } as const;
+
+export const schemas: Record<string, Record<string, unknown>> = {
+  Problem: {
+    type: 'object',
+    description: 'RFC 9457 problem details. `code` is stable: branch on it, never on the text.',
+    required: ['type', 'title', 'status', 'code'],
+    properties: {
+      type: { type: 'string', description: '`urn:mtls-relay:problem:<code>`' },
+      title: { type: 'string' },
+      status: { type: 'integer', minimum: 400, maximum: 599 },
+      detail: { type: 'string' },
+      code: { type: 'string', enum: Object.keys(ERROR_CATALOGUE) },
+      jobId: { type: 'string', description: 'The job of the request, when one was created' },
+    },
+    additionalProperties: true,
+  },
+  Health: {
+    type: 'object',
+    required: ['status'],
+    properties: { status: { const: 'ok' } },
+  },
+  Readiness: {
+    type: 'object',
+    required: ['status', 'shuttingDown', 'checks'],
+    properties: {
+      status: { enum: ['ready', 'not ready'] },
+      shuttingDown: { type: 'boolean' },
+      checks: {
+        type: 'array',
+        items: {
+          type: 'object',
+          required: ['name', 'ok'],
+          properties: { name: { enum: ['redis', 'store', 'queues', 'workers'] }, ok: { type: 'boolean' }, detail: { type: 'string' } },
+        },
+      },
+    },
+  },
+  Accepted: {
+    type: 'object',
+    description: 'A job that is queued or running; poll its Location.',
+    required: ['jobId', 'state'],
+    properties: { jobId: { type: 'string', format: 'uuid' }, state: { enum: ['queued', 'active'] } },
+  },
+  MtlsUse: {
+    type: 'object',
+    required: ['used'],
+    properties: { used: { type: 'boolean' }, certificateId: { type: 'string' } },
+  },
+  JobStatus: {
+    type: 'object',
+    required: ['id', 'state', 'attempts', 'createdAt', 'finishedAt', 'mtls', 'response', 'error'],
+    properties: {
+      id: { type: 'string', format: 'uuid' },
+      state: { enum: ['queued', 'active', 'completed', 'failed'] },
+      attempts: { type: 'integer', minimum: 0 },
+      createdAt: dateTime,
+      finishedAt: { oneOf: [dateTime, { type: 'null' }] },
+      mtls: { oneOf: [ref('MtlsUse'), { type: 'null' }] },
+      response: {
+        oneOf: [
+          {
+            type: 'object',
+            required: ['status', 'headers'],
+            properties: {
+              status: { type: 'integer' },
+              headers: { type: 'object', additionalProperties: { oneOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }] } },
+            },
+          },
+          { type: 'null' },
+        ],
+      },
+      error: {
+        oneOf: [
+          {
+            type: 'object',
+            required: ['code', 'detail'],
+            properties: { code: { type: 'string', enum: Object.keys(ERROR_CATALOGUE) }, detail: { type: 'string' }, retryAfter: { type: 'number' } },
+          },
+          { type: 'null' },
+        ],
+      },
+    },
+  },
+  MappingTuple: {
+    type: 'object',
+    required: ['accountId', 'serviceName', 'url'],
+    properties: { accountId: { type: 'string' }, serviceName: { type: 'string', maxLength: 256 }, url: { type: 'string', maxLength: 4096 } },
+  },
+  MappingCheckV1: {
+    type: 'object',
+    description: "Keys are exactly `CertificateMappingParamters{serviceName='…', accountId='…', url='…'}` (the misspelling is the wire format).",
+    propertyNames: { pattern: "^CertificateMappingParamters\\{serviceName='.*', accountId='.*', url='.*'\\}$" },
+    additionalProperties: { type: 'boolean' },
+  },
+  MappingCheckV2: {
+    type: 'array',
+    items: {
+      type: 'object',
+      required: ['accountId', 'serviceName', 'url', 'doExist'],
+      properties: { accountId: { type: 'string' }, serviceName: { type: 'string' }, url: { type: 'string' }, doExist: { type: 'boolean' } },
+    },
+  },
+  NewMapping: {
+    type: 'object',
+    required: ['serviceName', 'url', 'certificateId'],
+    properties: { serviceName: { type: 'string', maxLength: 256 }, url: { type: 'string', maxLength: 4096 }, certificateId: { type: 'string', maxLength: 64 } },
+  },
+  Mapping: {
+    type: 'object',
+    required: ['id', 'accountId', 'serviceName', 'url', 'certificateId', 'createdAt'],
+    properties: {
+      id: { type: 'string' },
+      accountId: { type: 'string' },
+      serviceName: { type: 'string' },
+      url: { type: 'string', description: 'Normalised: scheme and host lower-case, default port dropped' },
+      certificateId: { type: 'string' },
+      createdAt: dateTime,
+    },
+  },
+  CloudflareError: {
+    type: 'object',
+    required: ['code', 'message'],
+    properties: { code: { type: 'integer', minimum: 1000 }, message: { type: 'string' } },
+  },
+  CloudflareFailure: {
+    type: 'object',
+    description: "Cloudflare's envelope for a failure.",
+    required: ['success', 'errors', 'messages', 'result'],
+    properties: {
+      success: { const: false },
+      errors: { type: 'array', minItems: 1, items: ref('CloudflareError') },
+      messages: { type: 'array' },
+      result: { type: 'null' },
+    },
+  },
+  ResultInfo: {
+    type: 'object',
+    required: ['page', 'per_page', 'count', 'total_count', 'total_pages'],
+    properties: {
+      page: { type: 'integer' },
+      per_page: { type: 'integer' },
+      count: { type: 'integer' },
+      total_count: { type: 'integer' },
+      total_pages: { type: 'integer' },
+    },
+  },
+  Certificate: {
+    type: 'object',
+    description: 'A client certificate the relay presents. The private key is write-only: never returned.',
+    required: ['id', 'name', 'fingerprint', 'expires_on', 'associated_hostnames', 'created_at', 'updated_at'],
+    properties: {
+      id: { type: 'string' },
+      name: { type: 'string' },
+      fingerprint: { type: 'string', description: 'SHA-256 of the leaf, lower-case hex' },
+      expires_on: dateTime,
+      associated_hostnames: { type: 'array', items: { type: 'string' } },
+      created_at: dateTime,
+      updated_at: dateTime,
+      serial_number: { type: 'string' },
+      issuer: { type: 'string' },
+      not_before: dateTime,
+    },
+    propertyNames: { not: { enum: ['private_key', 'privateKey'] } },
+  },
+  NewCertificate: {
+    type: 'object',
+    required: ['name', 'certificate', 'private_key'],
+    properties: {
+      name: { type: 'string', minLength: 1, maxLength: 255 },
+      certificate: { type: 'string', description: 'PEM chain, leaf first' },
+      private_key: { type: 'string', writeOnly: true, description: "The leaf's PEM private key" },
+      associated_hostnames: { type: 'array', maxItems: 100, items: { type: 'string' } },
+    },
+  },
+  CertificateUpdate: {
+    type: 'object',
+    required: ['associated_hostnames'],
+    properties: {
+      name: { type: 'string', minLength: 1, maxLength: 255 },
+      associated_hostnames: { type: 'array', maxItems: 100, items: { type: 'string' } },
+      certificate: { type: 'string', description: 'With private_key: rotates the material' },
+      private_key: { type: 'string', writeOnly: true },
+    },
+  },
+  HostnameSetting: {
+    type: 'object',
+    required: ['hostname', 'china_network', 'client_certificate_forwarding'],
+    properties: { hostname: { type: 'string' }, china_network: { type: 'boolean' }, client_certificate_forwarding: { type: 'boolean' } },
+  },
+};
+
+/** Cloudflare's envelope for a success whose `result` is `result`. */
+export function cloudflareSuccess(result: Record<string, unknown>, withInfo = false): Record<string, unknown> {
+  return {
+    type: 'object',
+    required: ['success', 'errors', 'messages', 'result'],
+    properties: {
+      success: { const: true },
+      errors: { type: 'array', maxItems: 0 },
+      messages: { type: 'array' },
+      result,
+      ...(withInfo ? { result_info: ref('ResultInfo') } : {}),
+    },
+  };
+}
+
+export { ref };

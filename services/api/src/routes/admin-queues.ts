@@ -1,0 +1,38 @@
+import express from 'express';
+import type { NextFunction, Request, Response, Router } from 'express';
+import type { Queue } from 'bullmq';
+import { createBullBoard } from '@bull-board/api';
+import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
+import { ExpressAdapter } from '@bull-board/express';
+import { RelayError } from '@mtls-relay/shared/errors';
+import { principalOf } from '../auth/access.ts';
+
+export const ADMIN_QUEUES_PATH = '/admin/queues';
+
+/**
+ * Administrators only: credentials that may act on every account and hold both permissions (a Bearer token
+ * with the admin or LPA role and `accounts: ["*"]`, or an OAuth consumer configured likewise).
+ */
+function requireAdministrator(_req: Request, res: Response, next: NextFunction): void {
+  const p = principalOf(res);
+  const admin = p !== undefined && p.accounts === '*' && p.permissions.has('MTLS_READ_INTERNAL') && p.permissions.has('MTLS_WRITE_INTERNAL');
+  next(admin ? undefined : new RelayError('forbidden', 'the queue dashboard is for administrators (all accounts, read and write)'));
+}
+
+/**
+ * The bull-board dashboard at /admin/queues, behind the authentication middleware and an administrator check.
+ * Forward and mapping jobs are shown read-only: retrying or removing one by hand could send a caller's request
+ * twice or lose it. The expiry check's queue may be acted on (run it now, retry it).
+ */
+export function adminQueuesRouter(queues: Queue[]): Router {
+  const serverAdapter = new ExpressAdapter();
+  serverAdapter.setBasePath(ADMIN_QUEUES_PATH);
+  createBullBoard({
+    queues: queues.map((q) => new BullMQAdapter(q, { readOnlyMode: q.name !== 'expiry', allowRetries: q.name === 'expiry' })),
+    serverAdapter,
+    options: { uiConfig: { boardTitle: 'mtls-relay queues' } },
+  });
+  const router = express.Router();
+  router.use(ADMIN_QUEUES_PATH, requireAdministrator, serverAdapter.getRouter() as express.Router);
+  return router;
+}
