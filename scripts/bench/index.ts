@@ -1,0 +1,160 @@
+// `npm run bench [-- --quick]`: side-by-side throughput, latency and CPU of
+//   direct (undici straight to the mTLS target), inline (Express + undici + opossum in the handler),
+//   relay-sync (api → BullMQ → worker → target), relay-async (enqueue and completion rates), and nginx
+//   (when an nginx binary is present) as an mTLS proxy to the same target,
+// all in one run on this machine. Writes JSON and Markdown to bench-results/ (git-ignored).
+import { fork, spawnSync } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { Agent } from 'undici';
+import { createCA, issueCertificate } from '../../test/support/pki.ts';
+import { startRelay } from '../../test/support/relay.ts';
+import { cpuMsOf, selfCpuMs, stealSnapshot } from './cpu.ts';
+import { runLoad } from './load.ts';
+import type { LoadResult } from './load.ts';
+import { startNginx } from './nginx.ts';
+import { renderMarkdown } from './report.ts';
+import type { BenchReport, Row } from './report.ts';
+
+const HERE = fileURLToPath(new URL('./', import.meta.url));
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const quick = process.argv.includes('--quick');
+const DURATION = quick ? 700 : 3000;
+const WARMUP = quick ? 200 : 700;
+const CONCURRENCY = quick ? [1, 32] : [1, 32, 64, 128];
+
+function forkChild(file: string, init: unknown): Promise<{ child: ChildProcess; port: number }> {
+  const child = fork(`${HERE}${file}`, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  return new Promise((resolve, reject) => {
+    child.once('message', (m: { type: string; port: number }) => resolve({ child, port: m.port }));
+    child.once('exit', (code) => reject(new Error(`${file} exited with ${code}`)));
+    child.send(init as object);
+  });
+}
+
+function ask<T>(child: ChildProcess, type: string): Promise<T> {
+  return new Promise((resolve) => {
+    const on = (m: { type: string }): void => {
+      if (m.type === type) {
+        child.off('message', on);
+        resolve(m as T);
+      }
+    };
+    child.on('message', on);
+    child.send({ type });
+  });
+}
+
+interface TargetStats {
+  requests: number;
+  connections: number;
+  handshakes: number;
+}
+
+const serverCa = await createCA('bench-server-ca');
+const clientCa = await createCA('bench-client-ca');
+const server = await issueCertificate(serverCa, { commonName: 'localhost', usage: 'server', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
+const client = await issueCertificate(clientCa, { commonName: 'bench-client', usage: 'client' });
+
+const target = await forkChild('target.ts', { certPem: server.certPem, keyPem: server.keyPem, clientCaPem: clientCa.certPem });
+const targetUrl = `https://127.0.0.1:${target.port}`;
+const inline = await forkChild('inline-proxy.ts', { certPem: client.certPem, keyPem: client.keyPem, caPem: serverCa.certPem });
+const relay = await startRelay({
+  targetCaPem: serverCa.certPem,
+  env: { LOG_LEVEL: 'info', WORKER_CONCURRENCY: process.env['BENCH_WORKER_CONCURRENCY'] ?? '64', SYNC_WAIT_MS: '30000', RESULT_TTL_SECONDS: '120' },
+});
+const cert = await relay.store.createCertificate('bench', { name: 'bench', certificate: client.chainPem, privateKey: client.keyPem });
+for (const path of ['/bench', '/delay/200', '/async']) {
+  await relay.store.createMapping('bench', { serviceName: 'bench', url: `${targetUrl}${path}`, certificateId: cert.id });
+}
+const nginx = await startNginx({ targetPort: target.port, client, serverCaPem: serverCa.certPem });
+const directAgent = new Agent({ connect: { cert: client.certPem, key: client.keyPem, ca: serverCa.certPem }, allowH2: false, keepAliveTimeout: 60_000 });
+
+const relayHeaders = (path: string): Record<string, string> => ({ ...relay.auth(), 'lp-forward-url': `${targetUrl}${path}`, 'lp-service-name': 'bench' });
+const scenarios: Array<{ name: string; url: string; headers?: Record<string, string>; dispatcher?: Agent; pids: Record<string, number | undefined> }> = [
+  { name: 'direct', url: `${targetUrl}/bench`, dispatcher: directAgent, pids: {} },
+  { name: 'inline', url: `http://127.0.0.1:${inline.port}/proxy`, headers: { 'lp-forward-url': `${targetUrl}/bench` }, pids: { inline: inline.child.pid } },
+  {
+    name: 'relay-sync',
+    url: `${relay.api.url}/mtls/account/bench`,
+    headers: relayHeaders('/bench'),
+    pids: { api: relay.api.proc.pid, worker: relay.workers[0]?.proc.pid, redis: relay.redis.pid() },
+  },
+];
+if (nginx !== undefined) scenarios.push({ name: 'nginx', url: `${nginx.url}/bench`, pids: { nginx: nginx.workerPid() } });
+
+const rows: Row[] = [];
+const steal0 = stealSnapshot();
+for (const c of CONCURRENCY) {
+  for (const s of scenarios) {
+    await runLoad({ url: s.url, headers: s.headers ?? {}, concurrency: c, durationMs: WARMUP, ...(s.dispatcher === undefined ? {} : { dispatcher: s.dispatcher }) });
+    const pids = { ...s.pids, target: target.child.pid };
+    const cpu0 = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, pid === undefined ? Number.NaN : cpuMsOf(pid)]));
+    const self0 = selfCpuMs();
+    const t0 = await ask<TargetStats>(target.child, 'stats');
+    const result: LoadResult = await runLoad({ url: s.url, headers: s.headers ?? {}, concurrency: c, durationMs: DURATION, ...(s.dispatcher === undefined ? {} : { dispatcher: s.dispatcher }) });
+    const t1 = await ask<TargetStats>(target.child, 'stats');
+    const cpuPerRequest: Record<string, number> = {};
+    for (const [k, pid] of Object.entries(pids)) {
+      if (pid !== undefined) cpuPerRequest[k] = (cpuMsOf(pid) - (cpu0[k] as number)) / Math.max(1, result.requests);
+    }
+    cpuPerRequest['loadgen'] = (selfCpuMs() - self0) / Math.max(1, result.requests);
+    rows.push({ scenario: s.name, concurrency: c, ...result, cpuPerRequest, handshakesPerRequest: (t1.handshakes - t0.handshakes) / Math.max(1, t1.requests - t0.requests) });
+    const last = rows[rows.length - 1] as Row;
+    console.log(`${s.name.padEnd(11)} c=${String(c).padStart(3)}  ${last.rps.toFixed(0).padStart(6)} req/s  p50 ${last.p50.toFixed(2)} ms  p99 ${last.p99.toFixed(2)} ms  errors ${last.errors}`);
+  }
+}
+
+// The async path: how fast jobs are accepted, and how fast they are completed.
+const asyncConcurrency = 64;
+const a0 = await ask<TargetStats>(target.child, 'stats');
+const enqueue = await runLoad({ url: `${relay.api.url}/mtls/account/bench`, method: 'POST', headers: { ...relayHeaders('/async'), prefer: 'respond-async' }, body: 'x', concurrency: asyncConcurrency, durationMs: DURATION });
+const accepted = enqueue.statuses['202'] ?? 0;
+const asyncStart = performance.now() - enqueue.durationMs;
+for (;;) {
+  const s = await ask<TargetStats>(target.child, 'stats');
+  if (s.requests - a0.requests >= accepted) break;
+  if (performance.now() - asyncStart > 120_000) break;
+  await new Promise((r) => setTimeout(r, 20));
+}
+const completionSeconds = (performance.now() - asyncStart) / 1000;
+const asyncResult = { concurrency: asyncConcurrency, enqueueRps: enqueue.rps, accepted, completionRps: accepted / completionSeconds, p50: enqueue.p50, p99: enqueue.p99 };
+console.log(`relay-async c=${asyncConcurrency}  enqueue ${asyncResult.enqueueRps.toFixed(0)} req/s, completion ${asyncResult.completionRps.toFixed(0)} jobs/s`);
+
+// A slow target: 200 ms per answer at concurrency 64 → the ideal is 64 / 0.2 = 320 req/s.
+const slow = await runLoad({ url: `${relay.api.url}/mtls/account/bench`, headers: relayHeaders('/delay/200'), concurrency: 64, durationMs: quick ? 1500 : 4000 });
+const slowResult = { concurrency: 64, latencyMs: 200, rps: slow.rps, ideal: 64 / 0.2, ratio: slow.rps / (64 / 0.2) };
+console.log(`relay-sync to a 200 ms target c=64: ${slow.rps.toFixed(0)} req/s (${(slowResult.ratio * 100).toFixed(0)} % of ideal)`);
+
+const mem = spawnSync(process.execPath, ['--expose-gc', `${HERE}memory.ts`, quick ? '1000' : '10000', quick ? '50' : '1000'], { cwd: ROOT, encoding: 'utf8' });
+const memory = JSON.parse(mem.stdout.trim().split('\n').pop() ?? '{}') as Record<string, number>;
+console.log(`memory: ${memory['origins']} origins + ${memory['certificates']} certificates → +${memory['heapAndExternalMB']?.toFixed(1)} MB heap+external, +${memory['rssMB']?.toFixed(1)} MB RSS`);
+
+const steal1 = stealSnapshot();
+const report: BenchReport = {
+  when: new Date().toISOString(),
+  quick,
+  machine: { cpus: cpus().length, model: cpus()[0]?.model ?? 'unknown', memoryGiB: totalmem() / 2 ** 30, node: process.version, stealPercent: (100 * (steal1.steal - steal0.steal)) / Math.max(1, steal1.total - steal0.total) },
+  durationMs: DURATION,
+  rows,
+  async: asyncResult,
+  slowTarget: slowResult,
+  memory,
+  nginx: nginx !== undefined,
+};
+mkdirSync(`${ROOT}bench-results`, { recursive: true });
+const stamp = report.when.replaceAll(':', '-').slice(0, 19);
+writeFileSync(`${ROOT}bench-results/bench-${stamp}.json`, `${JSON.stringify(report, null, 2)}\n`);
+const md = renderMarkdown(report);
+writeFileSync(`${ROOT}bench-results/bench-${stamp}.md`, md);
+writeFileSync(`${ROOT}bench-results/latest.md`, md);
+console.log(`\n${md}`);
+
+await relay.close();
+await directAgent.close();
+await nginx?.close();
+target.child.kill();
+inline.child.kill();
+process.exit(0);
