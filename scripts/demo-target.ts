@@ -1,5 +1,6 @@
 // The demo mTLS target of `npm start` (and of docker-compose's demo service): an HTTPS server on loopback that
 // demands a client certificate from its own throw-away CA and answers with what it saw.
+import type { ServerResponse } from 'node:http';
 import { createCA, issueCertificate } from '../test/support/pki.ts';
 import type { Issued } from '../test/support/pki.ts';
 import { startMtlsTarget } from '../test/support/mtls-target.ts';
@@ -19,7 +20,7 @@ export async function startDemoTarget(preferredPort: number, host = '127.0.0.1')
   const clientCa = await createCA('mtls-relay demo client CA');
   const server = await issueCertificate(serverCa, { commonName: 'localhost', usage: 'server', dnsNames: ['localhost', 'demo-target'], ipAddresses: ['127.0.0.1'] });
   const client = await issueCertificate(clientCa, { commonName: 'demo-client', usage: 'client' });
-  const handler = (req: { method: string; path: string; clientCert: { subject: string; fingerprint256: string } | null }, res: import('node:http').ServerResponse): void => {
+  const handler = (req: { method: string; path: string; clientCert: { subject: string; fingerprint256: string } | null }, res: ServerResponse): void => {
     res.statusCode = 200;
     res.setHeader('content-type', 'application/json');
     res.end(`${JSON.stringify({ message: 'hello from the demo mTLS target', method: req.method, path: req.path, clientCertificate: req.clientCert }, null, 2)}\n`);

@@ -3,6 +3,8 @@
 // - The api and one worker as separate processes, on the embedded store (or Vault when VAULT_ADDR is set).
 // - Unless DEMO=false (and never with NODE_ENV=production): a demo mTLS target on loopback, a demo client
 //   certificate and mapping for account "demo", and a ready-to-paste curl command.
+// - Outside production: an admin Bearer token (1 h) signed with AUTH_JWT_SECRET, or with the development secret
+//   in .data/auth-jwt.secret (generated once, git-ignored), which the services are then given.
 // Ctrl-C stops everything.
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
@@ -13,6 +15,8 @@ import { loadConfig } from '../packages/shared/src/config.ts';
 import { createKeyRing, resolveMasterKey } from '../packages/shared/src/crypto.ts';
 import { CertificateStore, createBackend, storeChangeChannel } from '../packages/shared/src/store/index.ts';
 import { createLogger } from '../packages/shared/src/logging.ts';
+import { devJwtSecret } from '../services/api/src/auth/dev-secret.ts';
+import { mintToken } from '../services/api/src/auth/tokens.ts';
 import { startDemoTarget } from './demo-target.ts';
 import type { DemoTarget } from './demo-target.ts';
 
@@ -158,13 +162,17 @@ async function main(): Promise<void> {
   const env: NodeJS.ProcessEnv = { ...process.env, REDIS_URL: redisUrl };
   // Create the development key before the services race to create it.
   resolveMasterKey(config);
+  // Authentication is always on; in development a generated secret (.data/auth-jwt.secret) signs tokens.
+  const jwtSecret = config.AUTH_JWT_SECRET ?? (config.NODE_ENV === 'production' ? undefined : devJwtSecret(config).secret);
+  if (jwtSecret !== undefined) env['AUTH_JWT_SECRET'] = jwtSecret;
 
   if (demoWanted) {
     demoTarget = await startDemoTarget(Number(process.env['DEMO_TARGET_PORT'] ?? 9443));
     mkdirSync(`${DATA}/demo`, { recursive: true });
     writeFileSync(`${DATA}/demo/target-ca.pem`, demoTarget.serverCaPem);
     env['TARGET_CA_FILE'] = `${DATA}/demo/target-ca.pem`;
-    env['TARGET_ALLOWLIST'] = [config.TARGET_ALLOWLIST.join(','), '127.0.0.1'].filter((s) => s !== '').join(',');
+    // The demo target is https://localhost:PORT, and localhost is 127.0.0.1 and ::1: both must be allowed.
+    env['TARGET_ALLOWLIST'] = [config.TARGET_ALLOWLIST.join(','), '127.0.0.1', '::1'].filter((s) => s !== '').join(',');
     await seedDemo(config, redisUrl, demoTarget);
   }
 
@@ -172,9 +180,27 @@ async function main(): Promise<void> {
   await startService('api', env);
   const port = config.PORT;
   console.log(`\nmtls-relay is up: api on http://127.0.0.1:${port}, one worker, ${config.storeKind} store, Redis ${redisUrl}`);
+  const token = jwtSecret === undefined || config.NODE_ENV === 'production'
+    ? undefined
+    : await mintToken({
+        secret: jwtSecret,
+        roles: [config.AUTH_ADMIN_ROLE],
+        accounts: ['*'],
+        ttlSeconds: 3600,
+        subject: 'npm-start',
+        issuer: config.AUTH_JWT_ISSUER,
+        audience: config.AUTH_JWT_AUDIENCE,
+        rolesClaim: config.AUTH_ROLES_CLAIM,
+        accountsClaim: config.AUTH_ACCOUNTS_CLAIM,
+      });
+  if (token !== undefined) {
+    console.log('\nAn admin token for every account, valid for 1 hour (more with: npm run token -- --help; docs/auth.md):\n');
+    console.log(`export TOKEN=${token}`);
+  }
   if (demoTarget !== undefined) {
     console.log('\nTry a forward through the relay to the demo mTLS target (it demands a client certificate):\n');
-    console.log(`curl -sS -i http://127.0.0.1:${port}/mtls/account/demo -H 'LP-forward-url: ${demoTarget.url}/hello' -H 'LP-service-name: demo-service'`);
+    const authHeader = token === undefined ? '' : ` -H 'Authorization: Bearer ${token}'`;
+    console.log(`curl -sS -i http://127.0.0.1:${port}/mtls/account/demo${authHeader} -H 'LP-forward-url: ${demoTarget.url}/hello' -H 'LP-service-name: demo-service'`);
     console.log('\nThe answer carries LP-mtls: used and the certificate the target saw. Ctrl-C stops everything.\n');
   }
 }

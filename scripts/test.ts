@@ -1,9 +1,11 @@
 // The project's test command (README, .ci/run): typecheck, lint and unit tests through turbo, then the
-// end-to-end suite with real Redis, real processes and real TLS. Ends with a plain "N passed, N failed" line.
+// end-to-end suite with real Redis, real processes and real TLS, then the tests that need an isolated network
+// namespace (test/netns). Ends with a plain "N passed, N failed" line.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { resolve } from 'node:path';
 
-const env = { ...process.env, TURBO_TELEMETRY_DISABLED: '1', TURBO_NO_UPDATE_NOTIFIER: '1', DO_NOT_TRACK: '1' };
+const env: NodeJS.ProcessEnv = { ...process.env, TURBO_TELEMETRY_DISABLED: '1', TURBO_NO_UPDATE_NOTIFIER: '1', DO_NOT_TRACK: '1' };
 const extra = process.argv.slice(2);
 
 function run(cmd: string, args: string[]): number {
@@ -14,14 +16,44 @@ function run(cmd: string, args: string[]): number {
 let unitCode = 0;
 if (!extra.includes('--e2e-only')) {
   unitCode = run('turbo', ['run', 'typecheck', 'lint', 'test', '--output-logs=errors-only', '--log-prefix=task']);
+  // The tests and scripts outside the workspaces: typecheck and lint them too.
+  if (unitCode === 0) unitCode = run('tsc', ['-p', 'tsconfig.json']);
+  if (unitCode === 0) unitCode = run('eslint', ['test', 'scripts', 'vitest.config.ts', 'eslint.config.js']);
   if (unitCode !== 0) console.error('typecheck, lint or unit tests failed');
 }
 mkdirSync('.data', { recursive: true });
+// Every test Redis is scanned for secrets in clear when it stops (test/support/at-rest.ts); results land here.
+const atRestReport = resolve('.data/at-rest-scan.jsonl');
+rmSync(atRestReport, { force: true });
+env['MTLS_RELAY_AT_REST_REPORT'] = atRestReport;
+const args = extra.filter((a) => a !== '--e2e-only');
 const report = '.data/e2e-results.json';
-const e2eCode = run('vitest', ['run', '--project', 'e2e', '--reporter=default', '--reporter=json', `--outputFile=${report}`, ...extra.filter((a) => a !== '--e2e-only')]);
+const netnsReport = '.data/netns-results.json';
+rmSync(report, { force: true });
+rmSync(netnsReport, { force: true });
+const e2eCode = run('vitest', ['run', '--project', 'e2e', '--reporter=default', '--reporter=json', `--outputFile=${report}`, ...args]);
+// Tests that name non-loopback addresses run in a network namespace that has only loopback (needs root),
+// so that a bug in the SSRF guard meets a local listener or ENETUNREACH, never a real network.
+const netnsCode = run('unshare', [
+  '-n', 'sh', '-c', 'ip link set lo up && exec vitest run --project netns --passWithNoTests --reporter=default --reporter=json "$@"', 'netns',
+  `--outputFile=${netnsReport}`, ...args,
+]);
 
-if (existsSync(report)) {
-  const r = JSON.parse(readFileSync(report, 'utf8')) as { numPassedTests: number; numFailedTests: number; numPendingTests: number };
-  console.log(`e2e: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests} skipped`);
+const totals = { passed: 0, failed: 0, skipped: 0 };
+for (const [name, file] of [['e2e', report], ['netns', netnsReport]] as const) {
+  if (!existsSync(file)) continue;
+  const r = JSON.parse(readFileSync(file, 'utf8')) as { numPassedTests: number; numFailedTests: number; numPendingTests: number };
+  console.log(`${name} (${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests} skipped)`);
+  totals.passed += r.numPassedTests;
+  totals.failed += r.numFailedTests;
+  totals.skipped += r.numPendingTests;
 }
-process.exit(unitCode !== 0 ? unitCode : e2eCode);
+let atRestCode = 0;
+if (existsSync(atRestReport)) {
+  const scans = readFileSync(atRestReport, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as { keys: number; findings: unknown[] });
+  const findings = scans.reduce((n, x) => n + x.findings.length, 0);
+  console.log(`secrets at rest: ${scans.length} test Redis servers scanned, ${scans.reduce((n, x) => n + x.keys, 0)} keys, ${findings} in clear`);
+  if (findings > 0) atRestCode = 1;
+}
+console.log(`tests: ${totals.passed} passed, ${totals.failed} failed, ${totals.skipped} skipped`);
+process.exit([unitCode, e2eCode, netnsCode, atRestCode].find((c) => c !== 0) ?? 0);

@@ -19,7 +19,7 @@ afterAll(async () => {
 });
 
 describe('npm start', () => {
-  it('starts the system with a demo target; the printed curl example returns the target answer with LP-mtls: used; SIGINT stops it', async () => {
+  it('starts the system with a demo target; the printed curl example (with the printed admin token) returns the target answer with LP-mtls: used, and is refused without the token; SIGINT stops it', async () => {
     const port = await freePort();
     const proc = spawn(process.execPath, ['scripts/start.ts'], {
       cwd: ROOT,
@@ -27,6 +27,7 @@ describe('npm start', () => {
         PATH: process.env['PATH'] ?? '',
         REDIS_URL: redis.url,
         PORT: String(port),
+        METRICS_PORT: '0',
         DEMO_TARGET_PORT: String(await freePort()),
         QUEUE_PREFIX: `start${port}`,
         START_QUIET: 'true',
@@ -54,6 +55,11 @@ describe('npm start', () => {
       expect(answer).toMatch(/^LP-mtls: used\r?$/m);
       expect(answer).toContain('hello from the demo mTLS target');
       expect(answer).toContain('CN=demo-client');
+      // The printed command carries the printed admin token; without it the relay refuses.
+      expect(curlLine).toMatch(/-H 'Authorization: Bearer [\w-]+\.[\w-]+\.[\w-]+'/);
+      const anonymous = execFileSync('bash', ['-c', curlLine.replace(/ -H 'Authorization: [^']*'/, '')], { encoding: 'utf8', timeout: 20_000 });
+      expect(anonymous).toMatch(/^HTTP\/1\.1 401 /);
+      expect(anonymous).toMatch(/^WWW-Authenticate: Bearer/im);
     } finally {
       const code = await new Promise<number | null>((resolve) => {
         proc.once('exit', (c) => resolve(c));

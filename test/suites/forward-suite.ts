@@ -13,6 +13,7 @@ import { echoHandler, startMtlsTarget } from '../support/mtls-target.ts';
 import type { MtlsTarget, TargetHandler } from '../support/mtls-target.ts';
 import { startOpensslServer } from '../support/openssl-server.ts';
 import type { OpensslServer } from '../support/openssl-server.ts';
+import { assertMatchesOpenApi } from '../support/openapi.ts';
 import { startRelay } from '../support/relay.ts';
 import type { Relay, StoreKind } from '../support/relay.ts';
 
@@ -78,7 +79,10 @@ export function defineForwardSuite(kind: StoreKind): void {
         headers: { ...relay.auth(), 'lp-forward-url': url, ...headers },
         body: body ?? null,
       });
-      return { status: res.statusCode, headers: res.headers, body: Buffer.from(await res.body.arrayBuffer()) };
+      const answer = { status: res.statusCode, headers: res.headers, body: Buffer.from(await res.body.arrayBuffer()) };
+      // Every answer of this suite must be one the OpenAPI document describes.
+      assertMatchesOpenApi(method, `/mtls/account/${account}`, answer.status, answer.headers, answer.body);
+      return answer;
     };
 
     beforeAll(async () => {
@@ -297,7 +301,10 @@ export function defineForwardSuite(kind: StoreKind): void {
         Array.from({ length: 40 }, () => forward('GET', `${target.url}/echo/path?x=1&y=%2F`, { 'lp-service-name': 'billing' })),
       );
       expect(results.every((r) => r.status === 200)).toBe(true);
-      const after = [w1, w2].map((w) => w.logs.filter((l) => l.msg === 'forwarded').length);
+      // Log lines arrive through the processes' stdout pipes, possibly after the answers.
+      const count = (w: typeof w1): number => w.logs.filter((l) => l.msg === 'forwarded').length;
+      await vi.waitFor(() => expect(count(w1) - before[0]! + count(w2) - before[1]!).toBe(40), { timeout: 10_000, interval: 50 });
+      const after = [w1, w2].map(count);
       expect(after[0]! - before[0]!).toBeGreaterThan(0);
       expect(after[1]! - before[1]!).toBeGreaterThan(0);
       expect(after[0]! - before[0]! + after[1]! - before[1]!).toBe(40);

@@ -5,10 +5,14 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
+import { reapOnExit } from './reaper.ts';
+import { assertNothingInClear, AtRestViolation } from './at-rest.ts';
 
 export interface TestRedis {
   url: string;
   port: number;
+  /** pid of the private redis-server (undefined for an external REDIS_URL or while stopped). */
+  pid(): number | undefined;
   /** Stops the server (SIGTERM); with appendonly the data survives a `start()`. */
   stop(): Promise<void>;
   /** Starts it again on the same port and data folder. */
@@ -58,6 +62,7 @@ export async function startTestRedis(options: { appendonly?: boolean } = {}): Pr
     return {
       url: external,
       port: Number(new URL(external).port || 6379),
+      pid: () => undefined,
       stop: () => Promise.reject(new Error('cannot stop an external REDIS_URL')),
       start: () => Promise.reject(new Error('cannot start an external REDIS_URL')),
       client: () => {
@@ -75,7 +80,7 @@ export async function startTestRedis(options: { appendonly?: boolean } = {}): Pr
   const url = `redis://127.0.0.1:${port}`;
   let proc: ChildProcess | undefined;
   const start = async (): Promise<void> => {
-    proc = spawn(
+    proc = reapOnExit(spawn(
       'redis-server',
       [
         '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--dir', dir,
@@ -83,7 +88,7 @@ export async function startTestRedis(options: { appendonly?: boolean } = {}): Pr
         '--maxmemory-policy', 'noeviction', '--daemonize', 'no', '--loglevel', 'warning',
       ],
       { stdio: 'ignore' },
-    );
+    ));
     await waitForPing(url, 10_000);
   };
   const stop = async (): Promise<void> => {
@@ -99,6 +104,7 @@ export async function startTestRedis(options: { appendonly?: boolean } = {}): Pr
   return {
     url,
     port,
+    pid: () => proc?.pid,
     stop,
     start,
     client: () => {
@@ -108,9 +114,21 @@ export async function startTestRedis(options: { appendonly?: boolean } = {}): Pr
       return c;
     },
     close: async () => {
+      // Every e2e file's Redis is scanned before it goes: no secret may be at rest in clear (test/support/at-rest.ts).
+      let violation: unknown;
+      if (proc !== undefined && proc.exitCode === null) {
+        const scanner = new Redis(url, { maxRetriesPerRequest: 1, retryStrategy: () => null });
+        scanner.on('error', () => undefined);
+        violation = await assertNothingInClear(scanner, url).then(
+          () => undefined,
+          (err: unknown) => (err instanceof AtRestViolation ? err : undefined),
+        );
+        scanner.disconnect();
+      }
       clients.forEach((c) => c.disconnect());
       await stop();
       rmSync(dir, { recursive: true, force: true });
+      if (violation !== undefined) throw violation;
     },
   };
 }

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import type { Redis } from 'ioredis';
 import { createKeyRing } from '../../packages/shared/src/crypto.ts';
 import { CertificateStore, EmbeddedBackend, storeChangeChannel, VaultBackend } from '../../packages/shared/src/store/index.ts';
+import { mintToken } from '../../services/api/src/auth/tokens.ts';
 import type { DocumentBackend } from '../../packages/shared/src/store/index.ts';
 import { startTestRedis } from './redis.ts';
 import type { TestRedis } from './redis.ts';
@@ -72,6 +73,8 @@ export async function startRelay(opts: RelayOptions = {}): Promise<Relay> {
     RETRY_BASE_DELAY_MS: '50',
     CERT_CACHE_TTL_SECONDS: '3600',
     WORKER_CONCURRENCY: '8',
+    // Authentication is always on; relay.auth() signs an admin token for every account with this secret.
+    AUTH_JWT_SECRET: randomBytes(32).toString('base64'),
     ...(vault === undefined ? {} : { VAULT_ADDR: vault.addr, VAULT_TOKEN: vault.rootToken }),
     ...opts.env,
   };
@@ -102,6 +105,19 @@ export async function startRelay(opts: RelayOptions = {}): Promise<Relay> {
   // Start workers first: they verify the store (and create its key check) before the API takes requests.
   for (let i = 0; i < (opts.workers ?? 1); i++) await startWorker();
   const api = await startService('api', env);
+  const secret = env['AUTH_JWT_SECRET'];
+  const adminToken =
+    secret === undefined || secret === ''
+      ? undefined
+      : await mintToken({
+          secret,
+          roles: [env['AUTH_ADMIN_ROLE'] ?? 'admin'],
+          accounts: ['*'],
+          ttlSeconds: 6 * 3600,
+          subject: 'e2e-admin',
+          issuer: env['AUTH_JWT_ISSUER'],
+          audience: env['AUTH_JWT_AUDIENCE']?.split(',').filter((a) => a !== ''),
+        });
 
   return {
     kind,
@@ -116,7 +132,7 @@ export async function startRelay(opts: RelayOptions = {}): Promise<Relay> {
     backend,
     client,
     startWorker,
-    auth: () => ({}),
+    auth: (): Record<string, string> => (adminToken === undefined ? {} : { authorization: `Bearer ${adminToken}` }),
     close: async () => {
       await Promise.all([api.stop(), ...workers.map((w) => w.stop())]);
       await backend.close();

@@ -1,6 +1,8 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { watchApi } from './openapi.ts';
+import { reapOnExit } from './reaper.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -17,7 +19,7 @@ export interface ServiceProcess {
   logs: LogLine[];
   /** Everything written to stdout and stderr, raw. */
   output: string[];
-  /** API only: the port it listens on. */
+  /** The port it listens on: the API's, or the worker's health/metrics server's. */
   port: number;
   url: string;
   /** Sends `signal` and resolves with the exit code once the process has exited. */
@@ -34,11 +36,11 @@ export async function startService(
   env: Record<string, string>,
   options: { timeoutMs?: number } = {},
 ): Promise<ServiceProcess> {
-  const proc = spawn(process.execPath, [`services/${name}/src/main.ts`], {
+  const proc = reapOnExit(spawn(process.execPath, [`services/${name}/src/main.ts`], {
     cwd: ROOT,
-    env: { PATH: process.env['PATH'] ?? '', NODE_ENV: 'test', LOG_LEVEL: 'info', PORT: '0', HOST: '127.0.0.1', ...env },
+    env: { PATH: process.env['PATH'] ?? '', NODE_ENV: 'test', LOG_LEVEL: 'info', PORT: '0', METRICS_PORT: '0', HOST: '127.0.0.1', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  }));
   const logs: LogLine[] = [];
   const output: string[] = [];
   const listeners = new Set<(line: LogLine) => void>();
@@ -93,6 +95,8 @@ export async function startService(
 
   const ready = await waitForLog((l) => l.msg === (name === 'api' ? 'api listening' : 'worker started'), options.timeoutMs ?? 30_000);
   const port = typeof ready['port'] === 'number' ? ready['port'] : 0;
+  // Every answer of an api of the suite is checked against the OpenAPI document (test/support/openapi-setup.ts).
+  if (name === 'api') watchApi(`http://127.0.0.1:${port}`);
   return {
     name,
     proc,

@@ -39,6 +39,22 @@ describe('loadConfig', () => {
     expect(c.MASTER_KEY).toHaveLength(32);
   });
 
+  it.each([
+    [{ TARGET_ALLOWLIST: '10.0.0.0/33' }, 'TARGET_ALLOWLIST'],
+    [{ TARGET_ALLOWLIST: 'not a host' }, 'TARGET_ALLOWLIST'],
+    [{ TARGET_DNS_SERVERS: 'dns.example' }, 'TARGET_DNS_SERVERS'],
+    [{ REQUEST_HEADERS_TIMEOUT_MS: '9000', REQUEST_TIMEOUT_MS: '5000' }, 'REQUEST_HEADERS_TIMEOUT_MS'],
+    [{ MAX_HEADER_COUNT: '5' }, 'MAX_HEADER_COUNT'],
+  ])('refuses target and HTTP limit setting %j naming %s', (env, variable) => {
+    expect(() => loadConfig(env)).toThrow(variable);
+  });
+
+  it('accepts allowlist hosts, wildcards, addresses and CIDRs, and DNS servers with ports', () => {
+    const c = loadConfig({ TARGET_ALLOWLIST: 'internal.example,*.corp.example,10.1.0.0/16,fd00::/8,127.0.0.1', TARGET_DNS_SERVERS: '127.0.0.1:5353,::1,[::1]:53,10.0.0.2' });
+    expect(c.TARGET_ALLOWLIST).toHaveLength(5);
+    expect(c.TARGET_DNS_SERVERS).toEqual(['127.0.0.1:5353', '::1', '[::1]:53', '10.0.0.2']);
+  });
+
   it('splits TARGET_ALLOWLIST on commas', () => {
     expect(loadConfig({ TARGET_ALLOWLIST: '127.0.0.1, ::1 ,localhost' }).TARGET_ALLOWLIST).toEqual(['127.0.0.1', '::1', 'localhost']);
   });

@@ -1,5 +1,7 @@
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { ConfigError } from './errors.ts';
+import { parseAllowlist } from './net-policy.ts';
 
 /** `"true"`/`"1"`/`"yes"` → true, `"false"`/`"0"`/`"no"`/empty → false; anything else is an error. */
 const bool = (fallback: boolean) =>
@@ -70,6 +72,12 @@ const url = (fallback?: string) =>
       return value;
     });
 
+/** JWT algorithms the relay can be configured to accept ("none" is never one of them). */
+export const JWT_ALGORITHMS: readonly string[] = Object.freeze([
+  'HS256', 'HS384', 'HS512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA',
+]);
+const JWT_ALGORITHMS_TEXT = JWT_ALGORITHMS.join(', ');
+
 const envSchema = z.object({
   // --- runtime
   NODE_ENV: z.enum(['production', 'development', 'test']).default('development'),
@@ -85,8 +93,45 @@ const envSchema = z.object({
   HOST: z.string().default('0.0.0.0'),
   BODY_LIMIT_BYTES: int(10 * 1024 * 1024, 1, 512 * 1024 * 1024),
   MAX_HEADER_BYTES: int(16 * 1024, 1024, 1024 * 1024),
+  /** More request header lines than this → 431. */
+  MAX_HEADER_COUNT: int(100, 10, 10_000),
+  /** A caller that has not sent its complete request headers by then gets 408 (slowloris). */
+  REQUEST_HEADERS_TIMEOUT_MS: int(20_000, 100, 600_000),
+  /** A caller that has not sent its complete request (headers and body) by then gets 408. */
+  REQUEST_TIMEOUT_MS: int(60_000, 100, 3_600_000),
   /** How long a synchronous caller is kept waiting before 504 with the job's Location. */
   SYNC_WAIT_MS: int(30_000, 100, 600_000),
+
+  // --- authentication (services/api/src/auth; docs/auth.md)
+  /** OAuth 1.0a consumers: JSON `[{ key, secret, permissions, accounts }]` or the path of a file holding it. */
+  OAUTH_CONSUMERS: optionalString,
+  /** Accepted distance (seconds) between oauth_timestamp and now; also the nonce lifetime. */
+  OAUTH_TIMESTAMP_WINDOW_SECONDS: int(300, 1, 3_600),
+  /** HS256 secret for Bearer tokens (at least 32 characters). */
+  AUTH_JWT_SECRET: optionalString.refine((v) => v === undefined || v.length >= 32, 'must be at least 32 characters (for example: openssl rand -base64 32)'),
+  /** JWKS endpoint for asymmetric Bearer tokens (RS*, PS*, ES*, EdDSA). */
+  AUTH_JWKS_URL: url(),
+  /** Public keys for Bearer tokens: PEM (one or more SPKI blocks), a JWKS JSON, or the path of a file holding either. */
+  AUTH_JWT_PUBLIC_KEYS: optionalString,
+  /** Allowed JWT algorithms (comma-separated); empty: HS256 for the secret and the usual asymmetric ones for keys. */
+  AUTH_JWT_ALGORITHMS: list.refine((l) => l.every((a) => JWT_ALGORITHMS.includes(a)), `each must be one of ${JWT_ALGORITHMS_TEXT}`),
+  AUTH_JWT_ISSUER: optionalString,
+  /** Required audience (comma-separated: any of them). */
+  AUTH_JWT_AUDIENCE: list,
+  AUTH_JWT_CLOCK_SKEW_SECONDS: int(30, 0, 600),
+  AUTH_ROLES_CLAIM: z.string().min(1).default('roles'),
+  AUTH_ACCOUNTS_CLAIM: z.string().min(1).default('accounts'),
+  AUTH_ADMIN_ROLE: z.string().min(1).default('admin'),
+  AUTH_LPA_ROLE: z.string().min(1).default('lpa'),
+  /** Cache lifetime of the JWKS and the minimum time between two fetches of it (also on unknown kids or errors). */
+  AUTH_JWKS_CACHE_SECONDS: int(600, 30, 86_400),
+  AUTH_JWKS_MIN_REFETCH_SECONDS: int(30, 1, 3_600),
+  /** Development only: where a generated HS256 secret is kept when no credentials are configured. */
+  AUTH_DEV_SECRET_FILE: optionalString,
+  /** Behind a reverse proxy: take the scheme and host that OAuth signatures cover from X-Forwarded-Proto/-Host. */
+  TRUST_PROXY: bool(false),
+  /** Serve /metrics without credentials. */
+  METRICS_PUBLIC: bool(false),
 
   // --- certificate store
   VAULT_ADDR: url(),
@@ -106,7 +151,10 @@ const envSchema = z.object({
   MASTER_KEY_FILE: optionalString,
 
   // --- targets
+  /** Hosts (`*.example.com` allowed), IP addresses and CIDRs that are allowed although not global. */
   TARGET_ALLOWLIST: list,
+  /** DNS servers (`ip` or `ip:port`, comma-separated) for target names instead of the system resolver. */
+  TARGET_DNS_SERVERS: list,
   ALLOW_HTTP_TARGETS: bool(false),
   /** Extra CA certificates (PEM file) trusted for target servers, on top of the system roots. */
   TARGET_CA_FILE: optionalString,
@@ -134,6 +182,20 @@ const envSchema = z.object({
   BREAKER_RESET_MS: int(30_000, 100, 3_600_000),
   BREAKER_WINDOW_MS: int(10_000, 1_000, 3_600_000),
   MAX_BREAKERS: int(10_000, 1, 1_000_000),
+
+  // --- operations: worker health/metrics server, certificate expiry check, Redis Sentinel / Cluster
+  /** Port of the worker's own HTTP server (/healthz, /readyz, /metrics); 0 picks a free port. */
+  METRICS_PORT: int(9464, 0, 65535),
+  /** How often the repeatable certificate-expiry job runs. */
+  CERT_EXPIRY_CHECK_SECONDS: int(3_600, 5, 7 * 24 * 3_600),
+  /** Redis Sentinel: `host:port` of each sentinel (comma-separated); with REDIS_SENTINEL_NAME. */
+  REDIS_SENTINELS: list,
+  /** Redis Sentinel: the monitored master's name. */
+  REDIS_SENTINEL_NAME: optionalString,
+  /** Redis Sentinel: password of the sentinels themselves (the master's comes from REDIS_URL). */
+  REDIS_SENTINEL_PASSWORD: optionalString,
+  /** Redis Cluster: `host:port` of one or more seed nodes (comma-separated); QUEUE_PREFIX must be hash-tagged. */
+  REDIS_CLUSTER_NODES: list,
 });
 
 type Env = z.output<typeof envSchema>;
@@ -180,6 +242,13 @@ export function loadConfig(env: Record<string, string | undefined>): Readonly<Co
   if (e.NODE_ENV === 'production' && e.MASTER_KEY === undefined) {
     problems.push('MASTER_KEY: required in production (32 bytes, base64; for example: openssl rand -base64 32)');
   }
+  problems.push(...parseAllowlist(e.TARGET_ALLOWLIST).problems.map((p) => `TARGET_ALLOWLIST: ${p}`));
+  problems.push(...redisTopologyProblems(e));
+  for (const server of e.TARGET_DNS_SERVERS) {
+    const m = /^\[(.+)\]:\d{1,5}$/.exec(server) ?? /^([^:]+):\d{1,5}$/.exec(server);
+    if (isIP(server) === 0 && isIP(m?.[1] ?? '') === 0) problems.push(`TARGET_DNS_SERVERS: "${server}" is not an IP address with an optional port`);
+  }
+  if (e.REQUEST_HEADERS_TIMEOUT_MS > e.REQUEST_TIMEOUT_MS) problems.push('REQUEST_HEADERS_TIMEOUT_MS must not be longer than REQUEST_TIMEOUT_MS');
   if (e.TARGET_TIMEOUT_MS >= e.JOB_LOCK_MS) problems.push('TARGET_TIMEOUT_MS must be shorter than JOB_LOCK_MS');
   if (e.TARGET_TIMEOUT_MS >= e.SYNC_WAIT_MS) problems.push('TARGET_TIMEOUT_MS must be shorter than SYNC_WAIT_MS');
   if (problems.length > 0) throw new ConfigError(`invalid configuration:\n  ${problems.join('\n  ')}`);
@@ -190,4 +259,21 @@ export function loadConfig(env: Record<string, string | undefined>): Readonly<Co
     MASTER_KEYS_PREVIOUS: previous,
     storeKind: e.VAULT_ADDR === undefined ? 'embedded' : 'vault',
   });
+}
+
+const HOST_PORT = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/;
+
+/** Sentinel and Cluster settings: well-formed, not both, and a Cluster needs a hash-tagged prefix. */
+function redisTopologyProblems(e: Env): string[] {
+  const problems: string[] = [];
+  for (const [name, nodes] of [['REDIS_SENTINELS', e.REDIS_SENTINELS], ['REDIS_CLUSTER_NODES', e.REDIS_CLUSTER_NODES]] as const) {
+    for (const node of nodes) if (!HOST_PORT.test(node)) problems.push(`${name}: "${node}" is not host:port`);
+  }
+  if (e.REDIS_SENTINELS.length > 0 && e.REDIS_CLUSTER_NODES.length > 0) problems.push('REDIS_SENTINELS and REDIS_CLUSTER_NODES exclude each other');
+  if (e.REDIS_SENTINELS.length > 0 && e.REDIS_SENTINEL_NAME === undefined) problems.push('REDIS_SENTINELS is set: also set REDIS_SENTINEL_NAME (the master name)');
+  // BullMQ's scripts touch several keys of a queue at once; in a cluster they must share one hash slot.
+  if (e.REDIS_CLUSTER_NODES.length > 0 && !/\{[^{}]+\}/.test(e.QUEUE_PREFIX)) {
+    problems.push(`QUEUE_PREFIX: with REDIS_CLUSTER_NODES it must carry a hash tag, for example {${e.QUEUE_PREFIX.replace(/[{}]/g, '')}}`);
+  }
+  return problems;
 }

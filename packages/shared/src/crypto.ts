@@ -1,4 +1,5 @@
-import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, createSecretKey, randomBytes } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,7 +14,8 @@ import { fileURLToPath } from 'node:url';
  */
 export interface KeyRing {
   readonly currentId: string;
-  readonly keys: ReadonlyMap<string, Buffer>;
+  /** KeyObjects made once: handing a raw Buffer to createCipheriv builds a new KeyObject on every call. */
+  readonly keys: ReadonlyMap<string, KeyObject>;
 }
 
 const PREFIX = 's1';
@@ -26,9 +28,9 @@ export function keyId(key: Buffer): string {
 
 export function createKeyRing(current: Buffer, previous: readonly Buffer[] = []): KeyRing {
   if (current.length !== 32) throw new Error('master key must be 32 bytes');
-  const keys = new Map<string, Buffer>();
-  keys.set(keyId(current), current);
-  for (const k of previous) if (!keys.has(keyId(k))) keys.set(keyId(k), k);
+  const keys = new Map<string, KeyObject>();
+  keys.set(keyId(current), createSecretKey(current));
+  for (const k of previous) if (!keys.has(keyId(k))) keys.set(keyId(k), createSecretKey(k));
   return Object.freeze({ currentId: keyId(current), keys });
 }
 

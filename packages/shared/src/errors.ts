@@ -18,6 +18,10 @@ export const ERROR_CATALOGUE = {
   invalid_forward_url: { status: 400, title: 'LP-forward-url is missing or not an absolute http(s) URL' },
   invalid_header: { status: 400, title: 'A request header has an invalid value' },
   invalid_body: { status: 400, title: 'The request body is not valid' },
+  invalid_certificate: { status: 400, title: 'The certificate is not a valid PEM X.509 chain' },
+  invalid_private_key: { status: 400, title: 'The private key is not valid or does not belong to the certificate' },
+  certificate_not_current: { status: 400, title: 'The certificate has expired or is not valid yet' },
+  invalid_hostname: { status: 400, title: 'A hostname is not a valid DNS name' },
   unauthenticated: { status: 401, title: 'Credentials are missing or invalid' },
   forbidden: { status: 403, title: 'The credentials do not allow this request' },
   target_not_allowed: { status: 403, title: 'The target address is not allowed', proxyStatus: 'destination_ip_prohibited' },
@@ -42,6 +46,7 @@ export const ERROR_CATALOGUE = {
   target_protocol_error: { status: 502, title: 'The target sent an invalid HTTP response', proxyStatus: 'http_protocol_error' },
   circuit_open: { status: 503, title: 'Calls to this target are paused after repeated failures', proxyStatus: 'destination_unavailable' },
   queue_unavailable: { status: 503, title: 'The job queue is unavailable' },
+  auth_unavailable: { status: 503, title: 'Credentials cannot be checked right now' },
   store_unavailable: { status: 503, title: 'The certificate store is unavailable' },
   target_timeout: { status: 504, title: 'The target did not answer in time', proxyStatus: 'http_response_timeout' },
   connect_timeout: { status: 504, title: 'Connecting to the target timed out', proxyStatus: 'connection_timeout' },
@@ -80,16 +85,40 @@ export class RelayError extends Error {
   }
 }
 
-/** A store failure: `kind` tells absent, denied and unavailable apart (from status codes, never messages). */
+/**
+ * A store failure: `kind` tells absent, denied and unavailable apart (from status codes, never messages).
+ * `code` is set when the failure is the caller's input (the message then says what is wrong with it).
+ */
 export class StoreError extends Error {
   readonly kind: 'not_found' | 'conflict' | 'denied' | 'unavailable' | 'invalid';
   readonly status: number | undefined;
+  readonly code: ErrorCode | undefined;
 
-  constructor(kind: StoreError['kind'], message: string, options: { status?: number; cause?: unknown } = {}) {
+  constructor(kind: StoreError['kind'], message: string, options: { status?: number; cause?: unknown; code?: ErrorCode } = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'StoreError';
     this.kind = kind;
     this.status = options.status;
+    this.code = options.code;
+  }
+}
+
+/**
+ * The caller-facing form of a store failure: absent → not_found, conflict → conflict, bad input → its code,
+ * store down or denied → store_unavailable. Anything else (an unreadable document) is returned unchanged,
+ * so that it is logged and answered as an internal error.
+ */
+export function relayErrorOf(err: unknown): unknown {
+  if (!(err instanceof StoreError)) return err;
+  switch (err.kind) {
+    case 'not_found':
+      return new RelayError('not_found', err.message, { cause: err });
+    case 'conflict':
+      return new RelayError('conflict', err.message, { cause: err });
+    case 'invalid':
+      return err.code === undefined ? err : new RelayError(err.code, err.message, { cause: err });
+    default:
+      return new RelayError('store_unavailable', 'the certificate store is unavailable; try again', { cause: err, retryAfter: 1 });
   }
 }
 

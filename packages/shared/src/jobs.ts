@@ -79,6 +79,32 @@ export type MappingJob = z.infer<typeof mappingJobSchema>;
 export const mappingResultSchema = z.object({ v: z.literal(1), exists: z.array(z.boolean()) });
 export type MappingResult = z.infer<typeof mappingResultSchema>;
 
+/** The repeatable certificate-expiry check (added by a job scheduler, never by the API). */
+export const expiryJobSchema = z.object({ v: z.literal(1) });
+export type ExpiryJob = z.infer<typeof expiryJobSchema>;
+
+export const expiryResultSchema = z.object({
+  v: z.literal(1),
+  checkedAt: z.number(),
+  total: z.number().int().min(0),
+  /** Certificates expiring within each threshold (`"30"`, `"14"`, `"7"` days); expired ones are counted apart. */
+  expiringWithin: z.record(z.string(), z.number().int().min(0)),
+  expired: z.number().int().min(0),
+});
+export type ExpiryResult = z.infer<typeof expiryResultSchema>;
+
+/** What the latest expiry check found, kept in Redis so that every process's /metrics can export it. */
+export interface ExpirySnapshot {
+  checkedAt: number;
+  certificates: Array<{ accountId: string; certificateId: string; expiresOn: string }>;
+}
+
+/** Warning thresholds of the expiry check, in days, largest first. */
+export const EXPIRY_THRESHOLDS_DAYS = [30, 14, 7] as const;
+
+/** Redis key where the latest expiry check's result is kept for the metrics of every process. */
+export const expirySnapshotKey = (prefix: string): string => `${prefix}:certificate-expiry`;
+
 export interface JobSpec<P extends z.ZodType, R extends z.ZodType> {
   readonly queue: string;
   readonly payload: P;
@@ -88,6 +114,7 @@ export interface JobSpec<P extends z.ZodType, R extends z.ZodType> {
 export const JOBS = {
   forward: { queue: 'forward', payload: forwardJobSchema, result: forwardResultSchema },
   mapping: { queue: 'mapping', payload: mappingJobSchema, result: mappingResultSchema },
+  expiry: { queue: 'expiry', payload: expiryJobSchema, result: expiryResultSchema },
 } as const satisfies Record<string, JobSpec<z.ZodType, z.ZodType>>;
 
 export type JobName = keyof typeof JOBS;

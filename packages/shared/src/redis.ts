@@ -1,6 +1,7 @@
-import { Redis } from 'ioredis';
-import type { RedisOptions } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
+import type { ClusterOptions, RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
+import type { Config } from './config.ts';
 
 /**
  * Redis connections by role.
@@ -11,7 +12,50 @@ import type { Logger } from 'pino';
  */
 export type RedisRole = 'producer' | 'worker' | 'subscriber';
 
-export function createRedis(url: string, role: RedisRole, logger: Logger, name: string): Redis {
+/**
+ * Where Redis is: a plain URL, or Sentinel, or Cluster. With Sentinel or Cluster, REDIS_URL still supplies the
+ * credentials, the database (Sentinel only) and TLS (`rediss:`); its host is not used.
+ */
+export interface RedisEndpoint {
+  url: string;
+  sentinels?: readonly string[];
+  sentinelName?: string | undefined;
+  sentinelPassword?: string | undefined;
+  clusterNodes?: readonly string[];
+}
+
+export function redisEndpoint(
+  config: Pick<Config, 'REDIS_URL' | 'REDIS_SENTINELS' | 'REDIS_SENTINEL_NAME' | 'REDIS_SENTINEL_PASSWORD' | 'REDIS_CLUSTER_NODES'>,
+): RedisEndpoint {
+  return {
+    url: config.REDIS_URL,
+    sentinels: config.REDIS_SENTINELS,
+    sentinelName: config.REDIS_SENTINEL_NAME,
+    sentinelPassword: config.REDIS_SENTINEL_PASSWORD,
+    clusterNodes: config.REDIS_CLUSTER_NODES,
+  };
+}
+
+/** `host:port` / `[v6]:port` → { host, port }. */
+export function parseHostPort(node: string): { host: string; port: number } {
+  const at = node.lastIndexOf(':');
+  return { host: node.slice(0, at).replace(/^\[(.*)\]$/, '$1'), port: Number(node.slice(at + 1)) };
+}
+
+/** Credentials, database and TLS taken from the URL, for Sentinel and Cluster connections. */
+function urlOptions(url: string): RedisOptions {
+  const u = new URL(url);
+  const db = Number(u.pathname.replace(/^\//, '') || '0');
+  return {
+    ...(u.username === '' ? {} : { username: decodeURIComponent(u.username) }),
+    ...(u.password === '' ? {} : { password: decodeURIComponent(u.password) }),
+    ...(Number.isInteger(db) && db > 0 ? { db } : {}),
+    ...(u.protocol === 'rediss:' ? { tls: {} } : {}),
+  };
+}
+
+/** The ioredis options for a role; exported for tests. */
+export function roleOptions(role: RedisRole, name: string): RedisOptions {
   const common: RedisOptions = {
     connectionName: name,
     lazyConnect: false,
@@ -23,7 +67,40 @@ export function createRedis(url: string, role: RedisRole, logger: Logger, name: 
     worker: { maxRetriesPerRequest: null, enableReadyCheck: true },
     subscriber: { maxRetriesPerRequest: null, enableReadyCheck: true },
   };
-  const redis = new Redis(url, { ...common, ...byRole[role] });
+  return { ...common, ...byRole[role] };
+}
+
+function connect(endpoint: RedisEndpoint, options: RedisOptions): Redis {
+  const sentinels = endpoint.sentinels ?? [];
+  const clusterNodes = endpoint.clusterNodes ?? [];
+  if (sentinels.length > 0) {
+    return new Redis({
+      ...urlOptions(endpoint.url),
+      ...options,
+      sentinels: sentinels.map(parseHostPort),
+      name: endpoint.sentinelName ?? 'mymaster',
+      ...(endpoint.sentinelPassword === undefined ? {} : { sentinelPassword: endpoint.sentinelPassword }),
+      sentinelRetryStrategy: (times: number) => Math.min(times * 200, 2_000),
+    });
+  }
+  if (clusterNodes.length > 0) {
+    const { enableOfflineQueue, retryStrategy, ...redisOptions } = options;
+    const { db: _db, ...fromUrl } = urlOptions(endpoint.url);
+    const clusterOptions: ClusterOptions = {
+      redisOptions: { ...fromUrl, ...redisOptions },
+      ...(enableOfflineQueue === undefined ? {} : { enableOfflineQueue }),
+      clusterRetryStrategy: (times) => retryStrategy?.(times) ?? Math.min(times * 200, 2_000),
+      enableReadyCheck: true,
+    };
+    // A Cluster answers the same commands as a single Redis, and every key the relay writes starts with the
+    // hash-tagged QUEUE_PREFIX, so multi-key scripts stay in one slot. Typed as Redis so the code has one client type.
+    return new Cluster(clusterNodes.map(parseHostPort), clusterOptions) as unknown as Redis;
+  }
+  return new Redis(endpoint.url, options);
+}
+
+export function createRedis(endpoint: string | RedisEndpoint, role: RedisRole, logger: Logger, name: string): Redis {
+  const redis = connect(typeof endpoint === 'string' ? { url: endpoint } : endpoint, roleOptions(role, name));
   let down = false;
   redis.on('error', (err: Error & { code?: string }) => {
     // One line per outage, not one per reconnect attempt.

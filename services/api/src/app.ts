@@ -5,22 +5,38 @@ import type { CertificateStore } from '@mtls-relay/shared/store';
 import { RelayError } from '@mtls-relay/shared/errors';
 import type { Logger } from '@mtls-relay/shared/logging';
 import { errorHandler } from './problem.ts';
+import { requestHygiene } from './hygiene.ts';
 import { forwardRouter } from './routes/forward.ts';
 import type { ForwardRouteDeps } from './routes/forward.ts';
 import { healthRouter } from './routes/health.ts';
 import type { ReadinessCheck } from './routes/health.ts';
 import { jobsRouter } from './routes/jobs.ts';
 import { canAccessAccount } from './auth/access.ts';
+import { cloudflareErrorHandler, cloudflareNotFound } from './cloudflare.ts';
+import { certificatesRouter } from './routes/certificates.ts';
+import { mappingCheckRouter } from './routes/mapping-check.ts';
+import { mappingsRouter } from './routes/mappings.ts';
+import { settingsRouter } from './routes/settings.ts';
+import type { ApiMetrics } from './metrics.ts';
+import { adminQueuesRouter } from './routes/admin-queues.ts';
+import { docsRouter } from './routes/docs.ts';
+import { metricsRouter } from './routes/metrics.ts';
 
 export interface AppDeps extends ForwardRouteDeps {
   logger: Logger;
   /** The certificate store (admin routes); changes are announced to the workers by its onChange hook. */
   store: CertificateStore;
+  /** Request header lines allowed before 431 (the server's maxHeadersCount must be above it). */
+  maxHeaderCount?: number;
   /** Authentication middleware: sets res.locals.principal or answers 401/403. Health routes stay open. */
   authenticate?: RequestHandler;
   readiness: ReadinessCheck[];
   isShuttingDown: () => boolean;
+  /** Prometheus metrics: request timing and GET /metrics (behind authentication unless METRICS_PUBLIC). */
+  metrics?: ApiMetrics;
 }
+
+const PROBE_PATHS: ReadonlySet<string> = new Set(['/healthz', '/readyz', '/metrics']);
 
 /** Builds the Express app from its dependencies; no I/O of its own. */
 export function createApp(deps: AppDeps): Express {
@@ -34,13 +50,36 @@ export function createApp(deps: AppDeps): Express {
     const requestId = typeof given === 'string' && /^[\x21-\x7e]{1,128}$/.test(given) ? given : randomUUID();
     res.locals['requestId'] = requestId;
     res.setHeader('X-Request-Id', requestId);
+    const started = performance.now();
+    // One line per request: the id ties it to the job's worker lines and to what the target received.
+    res.once('finish', () => {
+      // Probes and scrapes every few seconds would drown the rest: debug level for them.
+      const level = PROBE_PATHS.has(req.path) ? 'debug' : 'info';
+      deps.logger[level](
+        { reqId: requestId, method: req.method, path: req.path, status: res.statusCode, ms: Math.round(performance.now() - started), jobId: res.getHeader('lp-job-id') },
+        'request',
+      );
+    });
     next();
   });
+  if (deps.metrics !== undefined) app.use(deps.metrics.middleware());
 
+  app.use(requestHygiene({ maxHeaderCount: deps.maxHeaderCount ?? 100 }));
   app.use(healthRouter({ checks: deps.readiness, isShuttingDown: deps.isShuttingDown }));
+  app.use(docsRouter());
   if (deps.authenticate !== undefined) app.use(deps.authenticate);
   app.use(forwardRouter(deps));
   app.use(jobsRouter({ ring: deps.ring, queues: deps.queues, canSee: (_req, res, accountId) => canAccessAccount(res, accountId) }));
+  app.use(mappingsRouter({ store: deps.store, allowHttp: deps.allowHttp }));
+  app.use(mappingCheckRouter({ queues: deps.queues, waiter: deps.waiter, syncWaitMs: deps.syncWaitMs }));
+  // Cloudflare-shaped routes: settings before certificates (`settings` is not a certificate id); every
+  // answer under /accounts, errors and unknown routes included, is Cloudflare's JSON envelope.
+  app.use(settingsRouter({ store: deps.store }));
+  app.use(certificatesRouter({ store: deps.store }));
+  app.use('/accounts', cloudflareNotFound);
+  app.use('/accounts', cloudflareErrorHandler(deps.logger));
+  if (deps.metrics !== undefined) app.use(metricsRouter(deps.metrics.registry));
+  app.use(adminQueuesRouter(Object.values(deps.queues.queues)));
 
   app.use((_req, _res, next) => next(new RelayError('not_found', 'no such route')));
   app.use(errorHandler(deps.logger));

@@ -1,17 +1,25 @@
 import { createServer } from 'node:http';
+import { networkInterfaces } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import { loadConfig } from '@mtls-relay/shared/config';
 import { createKeyRing, resolveMasterKey } from '@mtls-relay/shared/crypto';
 import { ERROR_CATALOGUE } from '@mtls-relay/shared/errors';
 import { replyChannel } from '@mtls-relay/shared/jobs';
 import { createLogger, errorSummary } from '@mtls-relay/shared/logging';
-import { createRedis, waitForRedis } from '@mtls-relay/shared/redis';
+import { TargetPolicy } from '@mtls-relay/shared/net-policy';
+import { registerClusterGauges, timedBackend } from '@mtls-relay/shared/metrics';
+import { queuesReady } from '@mtls-relay/shared/readiness';
+import { createRedis, redisEndpoint, waitForRedis } from '@mtls-relay/shared/redis';
+import { createHostResolver } from '@mtls-relay/shared/target-dns';
 import { CertificateStore, createBackend, storeChangeChannel } from '@mtls-relay/shared/store';
 import { createApp } from './app.ts';
+import { ApiMetrics } from './metrics.ts';
 import { IdempotencyKeys } from './clients/idempotency.ts';
 import { JobQueues } from './clients/queue.ts';
 import { ResultWaiter } from './clients/waiter.ts';
 import { apiShutdown } from './shutdown.ts';
+import { buildAuthentication } from './auth/setup.ts';
+import { createTargetGuard } from './target-guard.ts';
 
 let config;
 try {
@@ -29,18 +37,31 @@ if (master.devKeyFile !== undefined) {
 }
 const ring = createKeyRing(master.key, config.MASTER_KEYS_PREVIOUS);
 
-const producer = createRedis(config.REDIS_URL, 'producer', logger, `api-${instanceId}`);
-const subscriber = createRedis(config.REDIS_URL, 'subscriber', logger, `api-sub-${instanceId}`);
+const producer = createRedis(redisEndpoint(config), 'producer', logger, `api-${instanceId}`);
+let auth;
+try {
+  auth = buildAuthentication(config, { redis: producer, logger });
+} catch (err) {
+  console.error(`mtls-relay api: ${(err as Error).message}`);
+  process.exit(78);
+}
+if (auth.devSecretFile !== undefined) {
+  logger.warn({ file: auth.devSecretFile }, 'no credentials configured: Bearer tokens signed with a generated development secret are accepted (mint one with npm run token)');
+}
+logger.info(auth.summary, 'authentication configured');
+const subscriber = createRedis(redisEndpoint(config), 'subscriber', logger, `api-sub-${instanceId}`);
 const queues = new JobQueues(producer, {
   prefix: config.QUEUE_PREFIX,
   forwardAttempts: config.FORWARD_ATTEMPTS,
   resultTtlSeconds: config.RESULT_TTL_SECONDS,
 }, logger);
-const waiter = new ResultWaiter(subscriber, replyChannel(config.QUEUE_PREFIX, instanceId), (id) => queues.finalOutcome('forward', id), logger);
+const waiter = new ResultWaiter(subscriber, replyChannel(config.QUEUE_PREFIX, instanceId), (id, name) => queues.finalOutcome(name, id), logger);
 const backend = createBackend(config, { redis: producer, ring, logger });
 const changes = storeChangeChannel(config.QUEUE_PREFIX);
 // Every change is announced so that all workers drop their cached copy at once.
-const store = new CertificateStore(backend, {
+const metrics = new ApiMetrics();
+registerClusterGauges(metrics.registry, { queues: Object.values(queues.queues), redis: producer, prefix: config.QUEUE_PREFIX });
+const store = new CertificateStore(timedBackend(backend, metrics.registry), {
   onChange: async (accountId) => {
     await producer.publish(changes, accountId);
   },
@@ -60,6 +81,15 @@ try {
   process.exit(1);
 }
 
+// SSRF guard: the relay's own listening socket (its actual port, once bound) is refused even if allowlisted.
+let boundPort: number | undefined;
+const localAddresses = Object.values(networkInterfaces()).flatMap((list) => (list ?? []).map((i) => i.address));
+const targetPolicy = new TargetPolicy({
+  allowlist: config.TARGET_ALLOWLIST,
+  self: { port: () => boundPort, addresses: [config.HOST, ...localAddresses] },
+});
+const checkTarget = createTargetGuard(targetPolicy, createHostResolver({ servers: config.TARGET_DNS_SERVERS }));
+
 let shuttingDown = false;
 const app = createApp({
   logger,
@@ -71,14 +101,32 @@ const app = createApp({
   bodyLimitBytes: config.BODY_LIMIT_BYTES,
   syncWaitMs: config.SYNC_WAIT_MS,
   allowHttp: config.ALLOW_HTTP_TARGETS,
+  authenticate: auth.authenticate,
+  checkTarget,
+  maxHeaderCount: config.MAX_HEADER_COUNT,
   isShuttingDown: () => shuttingDown,
+  metrics,
   readiness: [
     { name: 'redis', check: async () => ({ ok: (await producer.ping()) === 'PONG' }) },
-    { name: 'store', check: () => backend.health() },
+    { name: 'store', check: () => store.backend.health() },
+    { name: 'queues', check: () => queuesReady(producer, Object.values(queues.queues)) },
   ],
 });
 
-const server = createServer({ maxHeaderSize: config.MAX_HEADER_BYTES, requestTimeout: 60_000, headersTimeout: 20_000 }, app);
+const server = createServer(
+  {
+    maxHeaderSize: config.MAX_HEADER_BYTES,
+    requestTimeout: config.REQUEST_TIMEOUT_MS,
+    headersTimeout: config.REQUEST_HEADERS_TIMEOUT_MS,
+    // Node checks the timeouts above only this often (default 30 s): keep the 408 close to its setting.
+    connectionsCheckingInterval: Math.min(1_000, Math.max(100, Math.floor(config.REQUEST_HEADERS_TIMEOUT_MS / 4))),
+    // The app answers a missing Host with problem+json (Node's own 400 has no body).
+    requireHostHeader: false,
+  },
+  app,
+);
+// One above the limit, so that the app sees an excess and answers 431 instead of Node dropping lines silently.
+server.maxHeadersCount = config.MAX_HEADER_COUNT + 1;
 server.keepAliveTimeout = 65_000;
 // Malformed requests rejected by Node's parser get a problem+json answer too, then the connection closes.
 server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
@@ -97,9 +145,19 @@ server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
     `HTTP/1.1 ${spec.status} ${spec.title}\r\nContent-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
   );
 });
+// CONNECT is not relayed (Node hands it to 'connect' and, without a listener, drops the socket unanswered).
+server.on('connect', (_req, socket) => {
+  const spec = ERROR_CATALOGUE.method_not_allowed;
+  const body = JSON.stringify({ type: 'urn:mtls-relay:problem:method_not_allowed', title: spec.title, status: spec.status, code: 'method_not_allowed' });
+  socket.on('error', () => socket.destroy());
+  socket.end(
+    `HTTP/1.1 ${spec.status} ${spec.title}\r\nContent-Type: application/problem+json\r\nAllow: GET, POST, PUT, PATCH, DELETE\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
+});
 server.listen(config.PORT, config.HOST, () => {
   const address = server.address();
   const port = typeof address === 'object' && address !== null ? address.port : config.PORT;
+  boundPort = port;
   logger.info({ port, host: config.HOST, store: backend.kind, prefix: config.QUEUE_PREFIX }, 'api listening');
 });
 

@@ -1,12 +1,23 @@
 import { readFileSync } from 'node:fs';
+import { networkInterfaces } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import { loadConfig } from '@mtls-relay/shared/config';
 import { createKeyRing, resolveMasterKey } from '@mtls-relay/shared/crypto';
 import { createLogger, errorSummary } from '@mtls-relay/shared/logging';
-import { createRedis } from '@mtls-relay/shared/redis';
+import { TargetPolicy } from '@mtls-relay/shared/net-policy';
+import { JOB_NAMES, JOBS } from '@mtls-relay/shared/jobs';
+import { createRegistry, registerClusterGauges, timedBackend } from '@mtls-relay/shared/metrics';
+import { queuesReady } from '@mtls-relay/shared/readiness';
+import { createRedis, redisEndpoint } from '@mtls-relay/shared/redis';
+import { Queue } from 'bullmq';
+import { createHostResolver } from '@mtls-relay/shared/target-dns';
 import { CertificateStore, createBackend, storeChangeChannel } from '@mtls-relay/shared/store';
 import { BreakerRegistry } from './breakers.ts';
+import { createConnectGuard } from './clients/guarded-lookup.ts';
 import { TargetClient } from './clients/target.ts';
+import { createHealthServer, listen } from './http.ts';
+import { WorkerMetrics } from './metrics.ts';
+import { createExpiryProcessor, scheduleExpiryCheck } from './processors/expiry.ts';
 import { createForwardProcessor } from './processors/forward.ts';
 import { createMappingProcessor } from './processors/mapping.ts';
 import { CertificateResolver } from './resolver.ts';
@@ -29,12 +40,14 @@ if (master.devKeyFile !== undefined) {
 }
 const ring = createKeyRing(master.key, config.MASTER_KEYS_PREVIOUS);
 
-const connection = createRedis(config.REDIS_URL, 'worker', logger, `worker-${instanceId}`);
-const commands = createRedis(config.REDIS_URL, 'worker', logger, `worker-cmd-${instanceId}`);
-const subscriber = createRedis(config.REDIS_URL, 'subscriber', logger, `worker-sub-${instanceId}`);
+const redisAt = redisEndpoint(config);
+const connection = createRedis(redisAt, 'worker', logger, `worker-${instanceId}`);
+const commands = createRedis(redisAt, 'worker', logger, `worker-cmd-${instanceId}`);
+const subscriber = createRedis(redisAt, 'subscriber', logger, `worker-sub-${instanceId}`);
 
+const registry = createRegistry('worker');
 const backend = createBackend(config, { redis: commands, ring, logger });
-const store = new CertificateStore(backend);
+const store = new CertificateStore(timedBackend(backend, registry));
 try {
   await backend.verify();
 } catch (err) {
@@ -49,7 +62,14 @@ subscriber.on('message', (_channel: string, accountId: string) => resolver.inval
 subscriber.on('ready', () => resolver.invalidate());
 await subscriber.subscribe(changes);
 
+// SSRF guard at dial time. PORT is the API's port when both share their settings: refused on this host.
+const localAddresses = Object.values(networkInterfaces()).flatMap((list) => (list ?? []).map((i) => i.address));
+const targetPolicy = new TargetPolicy({
+  allowlist: config.TARGET_ALLOWLIST,
+  self: { port: () => config.PORT, addresses: [config.HOST, ...localAddresses] },
+});
 const target = new TargetClient({
+  guard: createConnectGuard(targetPolicy, createHostResolver({ servers: config.TARGET_DNS_SERVERS })),
   connectTimeoutMs: config.CONNECT_TIMEOUT_MS,
   headersTimeoutMs: config.HEADERS_TIMEOUT_MS,
   bodyTimeoutMs: config.BODY_TIMEOUT_MS,
@@ -70,6 +90,12 @@ const breakers = new BreakerRegistry(
   logger,
 );
 
+// Producer-side handles on the queues: the expiry job's scheduler, the queue gauges and the readiness check.
+const queues = JOB_NAMES.map((name) => new Queue(JOBS[name].queue, { connection: commands, prefix: config.QUEUE_PREFIX }));
+for (const q of queues) q.on('error', (err) => logger.warn({ queue: q.name, ...errorSummary(err) }, 'queue error'));
+registerClusterGauges(registry, { queues, redis: commands, prefix: config.QUEUE_PREFIX });
+const metrics = new WorkerMetrics(breakers, registry);
+
 const workers = startWorkers({
   processors: {
     forward: createForwardProcessor({
@@ -82,7 +108,9 @@ const workers = startWorkers({
       retryAfterCapSeconds: Math.floor(config.JOB_LOCK_MS / 1000),
     }),
     mapping: createMappingProcessor({ resolver }),
+    expiry: createExpiryProcessor({ store, redis: commands, prefix: config.QUEUE_PREFIX, logger, intervalSeconds: config.CERT_EXPIRY_CHECK_SECONDS }),
   },
+  observer: metrics,
   connection,
   publisher: commands,
   logger,
@@ -94,13 +122,37 @@ const workers = startWorkers({
     retryMaxDelayMs: 30_000,
   },
 });
-logger.info({ store: backend.kind, concurrency: config.WORKER_CONCURRENCY, prefix: config.QUEUE_PREFIX }, 'worker started');
+
+let shuttingDown = false;
+const health = createHealthServer({
+  registry,
+  logger,
+  isShuttingDown: () => shuttingDown,
+  checks: [
+    { name: 'redis', check: async () => ({ ok: (await commands.ping()) === 'PONG' }) },
+    { name: 'store', check: () => store.backend.health() },
+    { name: 'queues', check: () => queuesReady(commands, queues) },
+    { name: 'workers', check: async () => ({ ok: workers.every((w) => w.isRunning()) }) },
+  ],
+});
+let metricsPort;
+try {
+  metricsPort = await listen(health, config.METRICS_PORT, config.HOST);
+  await scheduleExpiryCheck(queues[JOB_NAMES.indexOf('expiry')] as Queue, config.CERT_EXPIRY_CHECK_SECONDS);
+} catch (err) {
+  logger.fatal(errorSummary(err), `the health/metrics server could not listen on ${config.HOST}:${config.METRICS_PORT}, or the expiry check could not be scheduled`);
+  process.exit(1);
+}
+// `port` is the health/metrics server's (probes and scrapers use it).
+logger.info({ store: backend.kind, concurrency: config.WORKER_CONCURRENCY, prefix: config.QUEUE_PREFIX, port: metricsPort }, 'worker started');
 
 const shutdown = workerShutdown({ workers, target, breakers, backend, redis: [connection, commands, subscriber] }, logger, config.JOB_LOCK_MS);
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   process.once(signal, () => {
+    shuttingDown = true;
     logger.info({ signal }, 'shutting down');
     void shutdown().then((clean) => {
+      health.close();
       logger.info({ clean }, 'worker stopped');
       process.exit(clean ? 0 : 1);
     });

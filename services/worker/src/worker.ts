@@ -5,6 +5,7 @@ import { errorPayloadOf, INLINE_REPLY_LIMIT, JOB_NAMES, JOBS } from '@mtls-relay
 import type { JobName, ReplyMessage } from '@mtls-relay/shared/jobs';
 import { errorSummary } from '@mtls-relay/shared/logging';
 import type { Logger } from '@mtls-relay/shared/logging';
+import type { JobObserver } from './metrics.ts';
 import { AttemptError } from './processors/forward.ts';
 
 export interface WorkerSettings {
@@ -37,6 +38,8 @@ export function startWorkers(deps: {
   publisher: Redis;
   logger: Logger;
   settings: WorkerSettings;
+  /** Told of every finished attempt (metrics). */
+  observer?: JobObserver;
 }): Worker[] {
   const missing = JOB_NAMES.filter((name) => typeof deps.processors[name] !== 'function');
   if (missing.length > 0) throw new Error(`no processor registered for job(s): ${missing.join(', ')}`);
@@ -56,9 +59,11 @@ export function startWorkers(deps: {
     worker.on('error', (err) => log.error(errorSummary(err), 'worker error'));
     worker.on('stalled', (jobId) => log.warn({ jobId }, 'job stalled: its worker stopped renewing the lock'));
     worker.on('completed', (job: Job, result: unknown) => {
+      deps.observer?.completed(name, job, result);
       void reply(deps.publisher, job, { id: job.id as string, ok: true, result }, log);
     });
     worker.on('failed', (job: Job | undefined, err: Error) => {
+      if (job !== undefined) deps.observer?.failed(name, job, err, job.finishedOn !== undefined);
       // Only a final failure is announced; a failed attempt that will be retried is not.
       if (job === undefined || job.finishedOn === undefined) return;
       void reply(deps.publisher, job, { id: job.id as string, ok: false, error: errorPayloadOf(err.message) }, log);

@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { StoreError } from '../errors.ts';
 import { normalizeMappingUrl } from '../url.ts';
+import { normalizeHostnamePattern, normalizeHostnames } from './hostnames.ts';
 import { inspectCertificate } from './pem.ts';
 import type {
   CertificateInfo,
@@ -66,6 +67,7 @@ export class CertificateStore {
 
   async createCertificate(accountId: string, input: NewCertificate): Promise<CertificateInfo> {
     const facts = inspectCertificate(input.certificate, input.privateKey);
+    const associatedHostnames = normalizeHostnames(input.associatedHostnames ?? [], 'associated_hostnames');
     const existing = await this.listCertificates(accountId);
     if (existing.some((c) => c.name === input.name)) {
       throw new StoreError('conflict', `a certificate named "${input.name}" already exists in this account`);
@@ -84,7 +86,7 @@ export class CertificateStore {
       issuer: facts.issuer,
       notBefore: facts.notBefore,
       expiresOn: facts.expiresOn,
-      associatedHostnames: [...(input.associatedHostnames ?? [])],
+      associatedHostnames,
       createdAt: now,
       updatedAt: now,
     };
@@ -97,8 +99,10 @@ export class CertificateStore {
     const current = await this.getCertificate(accountId, id);
     if (current === null) throw new StoreError('not_found', `certificate ${id} not found`);
     if ((update.certificate === undefined) !== (update.privateKey === undefined)) {
-      throw new StoreError('invalid', 'certificate and private_key must be given together to rotate the material');
+      throw new StoreError('invalid', 'certificate and private_key must be given together to rotate the material', { code: 'invalid_body' });
     }
+    const hostnames =
+      update.associatedHostnames === undefined ? current.associatedHostnames : normalizeHostnames(update.associatedHostnames, 'associated_hostnames');
     if (update.name !== undefined && update.name !== current.name) {
       const others = await this.listCertificates(accountId);
       if (others.some((c) => c.name === update.name && c.id !== id)) {
@@ -116,7 +120,7 @@ export class CertificateStore {
       ...rest,
       ...material,
       name: update.name ?? current.name,
-      associatedHostnames: [...(update.associatedHostnames ?? current.associatedHostnames)],
+      associatedHostnames: [...hostnames],
       updatedAt: new Date().toISOString(),
     };
     const version = await this.backend.write(`${folder(accountId, 'certificates')}/${id}`, data, { cas: current.version });
@@ -197,7 +201,20 @@ export class CertificateStore {
   }
 
   async putSettings(accountId: string, items: readonly HostnameSetting[]): Promise<HostnameSetting[]> {
-    const copy = items.map((i) => ({ ...i }));
+    const copy = items.map((item, i) => {
+      const hostname = normalizeHostnamePattern(item.hostname);
+      if (hostname === null) {
+        throw new StoreError('invalid', `settings[${i}].hostname: ${JSON.stringify(item.hostname)} is not a DNS name`, { code: 'invalid_hostname' });
+      }
+      return { ...item, hostname };
+    });
+    const seen = new Set<string>();
+    copy.forEach((item, i) => {
+      if (seen.has(item.hostname)) {
+        throw new StoreError('invalid', `settings[${i}].hostname: ${item.hostname} is listed twice`, { code: 'invalid_body' });
+      }
+      seen.add(item.hostname);
+    });
     await this.backend.write(`accounts/${accountId}/settings`, { items: copy });
     await this.#onChange(accountId);
     return copy;

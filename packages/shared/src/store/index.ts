@@ -13,6 +13,7 @@ export { EmbeddedBackend } from './embedded-backend.ts';
 export { VaultBackend } from './vault-backend.ts';
 export type { VaultBackendOptions } from './vault-backend.ts';
 export { inspectCertificate, isCurrentlyValid } from './pem.ts';
+export { normalizeHostnamePattern, normalizeHostnames } from './hostnames.ts';
 
 /** The backend the configuration asks for: Vault when VAULT_ADDR is set, else the embedded Redis store. */
 export function createBackend(config: Readonly<Config>, deps: { redis: Redis; ring: KeyRing; logger: Logger }): DocumentBackend {

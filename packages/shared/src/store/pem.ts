@@ -21,30 +21,30 @@ const PEM_BLOCK = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/
  */
 export function inspectCertificate(chainPem: string, keyPem: string, now: Date = new Date()): PemFacts {
   const blocks = chainPem.match(PEM_BLOCK) ?? [];
-  if (blocks.length === 0) throw new StoreError('invalid', 'certificate: no PEM certificate found');
+  if (blocks.length === 0) throw new StoreError('invalid', 'certificate: no PEM certificate found', { code: 'invalid_certificate' });
   let chain: X509Certificate[];
   try {
     chain = blocks.map((b) => new X509Certificate(b));
   } catch {
-    throw new StoreError('invalid', 'certificate: the PEM data is not a valid X.509 certificate');
+    throw new StoreError('invalid', 'certificate: the PEM data is not a valid X.509 certificate', { code: 'invalid_certificate' });
   }
   const leaf = chain[0] as X509Certificate;
   let key: KeyObject;
   try {
     key = createPrivateKey(keyPem);
   } catch {
-    throw new StoreError('invalid', 'private_key: not a valid PEM private key (encrypted keys are not supported)');
+    throw new StoreError('invalid', 'private_key: not a valid PEM private key (encrypted keys are not supported)', { code: 'invalid_private_key' });
   }
   if (!leaf.checkPrivateKey(key)) {
-    throw new StoreError('invalid', 'private_key: the key does not belong to the first (leaf) certificate');
+    throw new StoreError('invalid', 'private_key: the key does not belong to the first (leaf) certificate', { code: 'invalid_private_key' });
   }
   const notBefore = new Date(leaf.validFrom);
   const notAfter = new Date(leaf.validTo);
   if (now.getTime() > notAfter.getTime()) {
-    throw new StoreError('invalid', `certificate: the leaf expired on ${notAfter.toISOString()}`);
+    throw new StoreError('invalid', `certificate: the leaf expired on ${notAfter.toISOString()}`, { code: 'certificate_not_current' });
   }
   if (now.getTime() < notBefore.getTime()) {
-    throw new StoreError('invalid', `certificate: the leaf is not valid before ${notBefore.toISOString()}`);
+    throw new StoreError('invalid', `certificate: the leaf is not valid before ${notBefore.toISOString()}`, { code: 'certificate_not_current' });
   }
   return {
     fingerprint: leaf.fingerprint256.replaceAll(':', '').toLowerCase(),

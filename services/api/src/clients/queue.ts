@@ -27,7 +27,7 @@ export class JobQueues {
       q.on('error', (err) => logger.warn({ queue: name, ...errorSummary(err) }, 'queue error'));
       return q;
     };
-    this.queues = { forward: make('forward'), mapping: make('mapping') };
+    this.queues = { forward: make('forward'), mapping: make('mapping'), expiry: make('expiry') };
   }
 
   /** `keepSeconds`: keep the result at least this long (an Idempotency-Key's first result is kept 24 h). */

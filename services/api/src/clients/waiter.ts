@@ -1,11 +1,12 @@
 import type { Redis } from 'ioredis';
-import type { ReplyMessage } from '@mtls-relay/shared/jobs';
+import type { JobName, ReplyMessage } from '@mtls-relay/shared/jobs';
 import type { Logger } from '@mtls-relay/shared/logging';
 
-/** Reads a finished job's outcome from the queue; null while the job is not finished (or is gone). */
-export type FinalOutcome = (jobId: string) => Promise<ReplyMessage | null>;
+/** Reads a finished job's outcome from its queue; null while the job is not finished (or is gone). */
+export type FinalOutcome = (jobId: string, jobName: JobName) => Promise<ReplyMessage | null>;
 
 interface Waiting {
+  readonly jobName: JobName;
   resolve: (outcome: ReplyMessage | null) => void;
   timer: NodeJS.Timeout | undefined;
 }
@@ -45,19 +46,20 @@ export class ResultWaiter {
   }
 
   /**
-   * Registers interest in `jobId`. Call before enqueueing; then `wait` for the outcome, or `cancel` when the
-   * job could not be enqueued.
+   * Registers interest in `jobId` (a job of `jobName`, whose queue is read when a reply may have been lost).
+   * Call before enqueueing; then `wait` for the outcome, or `cancel` when the job could not be enqueued.
    */
-  register(jobId: string): { wait: (timeoutMs: number) => Promise<ReplyMessage | null>; cancel: () => void } {
+  register(jobId: string, jobName: JobName = 'forward'): { wait: (timeoutMs: number) => Promise<ReplyMessage | null>; cancel: () => void } {
     let resolve!: (outcome: ReplyMessage | null) => void;
     const promise = new Promise<ReplyMessage | null>((r) => {
       resolve = r;
     });
-    const entry: Waiting = { resolve, timer: undefined };
+    const entry: Waiting = { jobName, resolve, timer: undefined };
     this.#waiting.set(jobId, entry);
     return {
       wait: (timeoutMs) => {
-        entry.timer = setTimeout(() => void this.#expire(jobId), timeoutMs);
+        // Already settled (the reply came first): no timer to leave behind.
+        if (this.#waiting.get(jobId) === entry) entry.timer = setTimeout(() => void this.#expire(jobId), timeoutMs);
         return promise;
       },
       cancel: () => this.#settle(jobId, null),
@@ -65,9 +67,9 @@ export class ResultWaiter {
   }
 
   /** Waits for a job that was enqueued earlier (an async job polled with wait=N). */
-  async waitFor(jobId: string, timeoutMs: number): Promise<ReplyMessage | null> {
-    const handle = this.register(jobId);
-    const already = await this.#final(jobId).catch(() => null);
+  async waitFor(jobId: string, timeoutMs: number, jobName: JobName = 'forward'): Promise<ReplyMessage | null> {
+    const handle = this.register(jobId, jobName);
+    const already = await this.#final(jobId, jobName).catch(() => null);
     if (already !== null) {
       this.#settle(jobId, already);
     }
@@ -89,10 +91,11 @@ export class ResultWaiter {
     } catch {
       return;
     }
-    if (!this.#waiting.has(message.id)) return;
+    const entry = this.#waiting.get(message.id);
+    if (entry === undefined) return;
     if (message.ok && message.result === undefined) {
       // The result was too large to inline: read it from the job.
-      void this.#final(message.id)
+      void this.#final(message.id, entry.jobName)
         .then((outcome) => this.#settle(message.id, outcome))
         .catch(() => this.#settle(message.id, null));
       return;
@@ -102,13 +105,15 @@ export class ResultWaiter {
 
   async #expire(jobId: string): Promise<void> {
     // A reply may have been lost (subscriber reconnect): look at the job itself once before giving up.
-    const outcome = await this.#final(jobId).catch(() => null);
+    const entry = this.#waiting.get(jobId);
+    if (entry === undefined) return;
+    const outcome = await this.#final(jobId, entry.jobName).catch(() => null);
     this.#settle(jobId, outcome);
   }
 
   #recheckAll(): void {
-    for (const jobId of this.#waiting.keys()) {
-      void this.#final(jobId)
+    for (const [jobId, entry] of this.#waiting) {
+      void this.#final(jobId, entry.jobName)
         .then((outcome) => {
           if (outcome !== null) this.#settle(jobId, outcome);
         })

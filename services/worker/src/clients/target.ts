@@ -1,6 +1,5 @@
 import { createSecureContext, rootCertificates } from 'node:tls';
 import type { SecureContext } from 'node:tls';
-import type { LookupFunction } from 'node:net';
 import { Agent, buildConnector } from 'undici';
 import type { Dispatcher } from 'undici';
 import { RelayError } from '@mtls-relay/shared/errors';
@@ -8,6 +7,7 @@ import type { HeaderList } from '@mtls-relay/shared/jobs';
 import type { CertificateMaterial } from '@mtls-relay/shared/store';
 import type { TargetUrl } from '@mtls-relay/shared/url';
 import { classifyTransportError } from '../outcome.ts';
+import type { ConnectGuard } from './guarded-lookup.ts';
 
 export interface TargetClientOptions {
   connectTimeoutMs: number;
@@ -18,8 +18,11 @@ export interface TargetClientOptions {
   /** Extra CAs trusted for target servers, on top of the system roots. */
   extraCa: string[];
   maxAgents: number;
-  /** Connect-time address policy: undici's connect `lookup`, called for the address actually dialled. */
-  lookup?: LookupFunction;
+  /**
+   * Connect-time address policy (SSRF guard): IP literals are checked before dialling, names inside undici's
+   * connect `lookup`, against the addresses actually dialled.
+   */
+  guard?: ConnectGuard;
 }
 
 export interface TargetResponse {
@@ -59,16 +62,34 @@ export class TargetClient {
   }
 
   #newAgent(secureContext: SecureContext): Agent {
-    const base = buildConnector({
-      secureContext,
-      timeout: this.#opts.connectTimeoutMs,
-      allowH2: false,
-      ...(this.#opts.lookup === undefined ? {} : { lookup: this.#opts.lookup }),
-    });
+    const guard = this.#opts.guard;
+    // The guard's lookup needs the port (the relay's own port is refused), so one connector per port.
+    const connectors = new Map<number, buildConnector.connector>();
+    const connectorFor = (port: number): buildConnector.connector => {
+      let c = connectors.get(port);
+      if (c === undefined) {
+        if (connectors.size >= 64) connectors.clear();
+        c = buildConnector({
+          secureContext,
+          timeout: this.#opts.connectTimeoutMs,
+          allowH2: false,
+          ...(guard === undefined ? {} : { lookup: guard.lookup(port) }),
+        });
+        connectors.set(port, c);
+      }
+      return c;
+    };
     // With TLS 1.3 a server that refuses our client certificate sends its alert after the handshake; undici
     // then reports only "other side closed". Remember alerts per local port to tell that case apart.
-    const connect: buildConnector.connector = (options, callback) =>
-      base(options, (err, socket) => {
+    const connect: buildConnector.connector = (options, callback) => {
+      const port = Number(options.port) || (options.protocol === 'http:' ? 80 : 443);
+      try {
+        guard?.checkLiteral(options.hostname, port);
+      } catch (err) {
+        callback(err as Error, null);
+        return;
+      }
+      connectorFor(port)(options, (err, socket) => {
         socket?.on('error', (e: NodeJS.ErrnoException) => {
           if (typeof e.code === 'string' && e.code.startsWith('ERR_SSL_') && socket.localPort !== undefined) {
             this.#alerts.set(socket.localPort, e.code);
@@ -78,6 +99,7 @@ export class TargetClient {
         if (err === null) callback(null, socket as NonNullable<typeof socket>);
         else callback(err, null);
       });
+    };
     return new Agent({
       connect,
       allowH2: false,

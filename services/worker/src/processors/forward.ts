@@ -4,7 +4,7 @@ import type { KeyRing } from '@mtls-relay/shared/crypto';
 import { RelayError, StoreError, toErrorPayload } from '@mtls-relay/shared/errors';
 import { relayableResponseHeaders } from '@mtls-relay/shared/http';
 import { forwardJobSchema, IDEMPOTENT_METHODS, openBody, openHeaders, sealBody, sealHeaders } from '@mtls-relay/shared/jobs';
-import type { ForwardJob, ForwardResult } from '@mtls-relay/shared/jobs';
+import type { ForwardJob, ForwardResult, HeaderList } from '@mtls-relay/shared/jobs';
 import type { Logger } from '@mtls-relay/shared/logging';
 import { parseTargetUrl } from '@mtls-relay/shared/url';
 import type { BreakerRegistry } from '../breakers.ts';
@@ -86,7 +86,7 @@ async function forwardOnce(deps: ForwardDeps, jobId: string, data: ForwardJob, l
         : `no valid certificate is mapped, and the hostname settings require one for ${url.hostname}`,
     );
   }
-  const headers = openHeaders(deps.ring, jobId, 'request', data.headers);
+  const headers = withRequestId(openHeaders(deps.ring, jobId, 'request', data.headers), data.requestId);
   const body = openBody(deps.ring, jobId, 'request', data.body);
   const response = await deps.breakers.fire(
     url.origin,
@@ -109,6 +109,12 @@ async function forwardOnce(deps: ForwardDeps, jobId: string, data: ForwardJob, l
     mtls: resolution.material === null ? { used: false } : { used: true, certificateId: resolution.material.id },
     finishedAt: Date.now(),
   };
+}
+
+/** The target sees the relay's request id (the caller's own when it sent a usable one), exactly once. */
+export function withRequestId(headers: HeaderList, requestId: string): HeaderList {
+  if (requestId === '') return headers;
+  return [...headers.filter(([name]) => name.toLowerCase() !== 'x-request-id'), ['X-Request-Id', requestId]];
 }
 
 function toRelayError(err: unknown): RelayError {
