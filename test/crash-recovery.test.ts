@@ -118,6 +118,19 @@ describe('graceful shutdown', () => {
     await relay.startWorker();
   });
 
+  it('SIGTERM on the API lets a request in flight finish first: the caller gets the answer and the API exits 0', async () => {
+    target.reset();
+    const api = relay.api;
+    const pending = forward('POST', '/api-drain?hold=1000');
+    await holderOf('/api-drain');
+    const exited = api.stop('SIGTERM');
+    const res = await pending;
+    expect(res.status).toBe(200);
+    expect(res.body).toBe('answer POST /api-drain');
+    expect(await exited).toBe(0);
+    relay.api = await startService('api', relay.env);
+  });
+
   it('when the API dies while a caller waits, the job keeps running and can be polled from a new API process', async () => {
     target.reset();
     const pending = forward('POST', '/api-restart?hold=1500').catch(() => null);

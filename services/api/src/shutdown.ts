@@ -26,8 +26,11 @@ export function apiShutdown(
               parts.waiter.closeAll();
               parts.server.closeIdleConnections();
             }, parts.drainMs);
+            // A keep-alive connection whose last request finishes during the drain is closed as soon as it is idle.
+            const sweep = setInterval(() => parts.server.closeIdleConnections(), 100);
             parts.server.close(() => {
               clearTimeout(timer);
+              clearInterval(sweep);
               resolve();
             });
             parts.server.closeIdleConnections();

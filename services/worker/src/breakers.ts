@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import CircuitBreaker from 'opossum';
 import { RelayError } from '@mtls-relay/shared/errors';
 import type { Logger } from '@mtls-relay/shared/logging';
@@ -26,6 +27,8 @@ class FailedResponse<T> extends Error {
 
 type Action = (run: () => Promise<unknown>) => Promise<unknown>;
 
+const BUCKETS = 10;
+
 /**
  * One opossum breaker per target origin, in a bounded LRU map. Counted as failures: transport errors that say
  * something about the origin (refused, timed out, reset) and 5xx answers. Not counted: 4xx answers, TLS and
@@ -36,10 +39,15 @@ export class BreakerRegistry {
   readonly #settings: BreakerSettings;
   readonly #logger: Logger;
   readonly #breakers = new Map<string, CircuitBreaker<Parameters<Action>, unknown>>();
+  // One timer rotates the statistics windows of every breaker (opossum would start two timers per breaker).
+  readonly #rotate = new EventEmitter().setMaxListeners(0);
+  readonly #rotateTimer: NodeJS.Timeout;
 
   constructor(settings: BreakerSettings, logger: Logger) {
     this.#settings = settings;
     this.#logger = logger;
+    this.#rotateTimer = setInterval(() => this.#rotate.emit('rotate'), Math.max(100, Math.floor(settings.rollingWindowMs / BUCKETS)));
+    this.#rotateTimer.unref();
   }
 
   get size(): number {
@@ -67,7 +75,11 @@ export class BreakerRegistry {
       volumeThreshold: this.#settings.volumeThreshold,
       resetTimeout: this.#settings.resetTimeoutMs,
       rollingCountTimeout: this.#settings.rollingWindowMs,
-      rollingCountBuckets: 10,
+      rollingCountBuckets: BUCKETS,
+      // No per-breaker snapshot timers or latency arrays: only the counts are used.
+      enableSnapshots: false,
+      rollingPercentilesEnabled: false,
+      rotateBucketController: this.#rotate,
       // true = "not a failure of this origin".
       errorFilter: (err: unknown) => !(err instanceof FailedResponse) && !(err instanceof RelayError && countsAgainstOrigin(err)),
     });
@@ -107,6 +119,7 @@ export class BreakerRegistry {
   }
 
   shutdown(): void {
+    clearInterval(this.#rotateTimer);
     for (const b of this.#breakers.values()) b.shutdown();
     this.#breakers.clear();
   }
