@@ -32,10 +32,12 @@ const netnsReport = '.data/netns-results.json';
 rmSync(report, { force: true });
 rmSync(netnsReport, { force: true });
 const e2eCode = run('vitest', ['run', '--project', 'e2e', '--reporter=default', '--reporter=json', `--outputFile=${report}`, ...args]);
-// Tests that name non-loopback addresses run in a network namespace that has only loopback (needs root),
+// Tests that name non-loopback addresses run in a network namespace that has only loopback,
 // so that a bug in the SSRF guard meets a local listener or ENETUNREACH, never a real network.
+// Root creates the namespace directly; anyone else gets one through a user namespace (unshare -r).
+const unshareFlags = process.getuid?.() === 0 ? ['-n'] : ['-r', '-n'];
 const netnsCode = run('unshare', [
-  '-n', 'sh', '-c', 'ip link set lo up && exec vitest run --project netns --passWithNoTests --reporter=default --reporter=json "$@"', 'netns',
+  ...unshareFlags, 'sh', '-c', 'ip link set lo up && exec vitest run --project netns --passWithNoTests --reporter=default --reporter=json "$@"', 'netns',
   `--outputFile=${netnsReport}`, ...args,
 ]);
 
