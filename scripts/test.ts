@@ -2,10 +2,15 @@
 // end-to-end suite with real Redis, real processes and real TLS, then the tests that need an isolated network
 // namespace (test/netns). Ends with a plain "N passed, N failed" line.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { resolve } from 'node:path';
 
-const env: NodeJS.ProcessEnv = { ...process.env, TURBO_TELEMETRY_DISABLED: '1', TURBO_NO_UPDATE_NOTIFIER: '1', DO_NOT_TRACK: '1' };
+// Every process the tests start (redis-server, api, worker) inherits this marker; see leftovers() below.
+const runId = randomUUID();
+const env: NodeJS.ProcessEnv = {
+  ...process.env, TURBO_TELEMETRY_DISABLED: '1', TURBO_NO_UPDATE_NOTIFIER: '1', DO_NOT_TRACK: '1', MTLS_RELAY_TEST_RUN: runId,
+};
 const extra = process.argv.slice(2);
 
 function run(cmd: string, args: string[]): number {
@@ -41,6 +46,41 @@ const netnsCode = run('unshare', [
   `--outputFile=${netnsReport}`, ...args,
 ]);
 
+/** Processes of this run still alive (Linux /proc): a test file that left one behind has a cleanup bug. */
+function leftovers(): Array<{ pid: number; cmd: string }> {
+  const found: Array<{ pid: number; cmd: string }> = [];
+  for (const entry of readdirSync('/proc')) {
+    const pid = Number(entry);
+    if (!Number.isInteger(pid) || pid === process.pid) continue;
+    try {
+      if (!readFileSync(`/proc/${pid}/environ`, 'latin1').split('\0').includes(`MTLS_RELAY_TEST_RUN=${runId}`)) continue;
+      if (readFileSync(`/proc/${pid}/stat`, 'latin1').split(') ')[1]?.startsWith('Z')) continue;
+      found.push({ pid, cmd: readFileSync(`/proc/${pid}/cmdline`, 'latin1').replaceAll('\0', ' ').trim() });
+    } catch {
+      // gone meanwhile, or not ours to read
+    }
+  }
+  return found;
+}
+let leftoverCode = 0;
+let left = leftovers();
+for (let i = 0; i < 50 && left.length > 0; i++) {
+  spawnSync('sleep', ['0.1']);
+  left = leftovers();
+}
+if (left.length > 0) {
+  leftoverCode = 1;
+  console.error(`${left.length} process(es) outlived the tests that started them (killed now):`);
+  for (const p of left) {
+    console.error(`  ${p.pid} ${p.cmd}`);
+    try {
+      process.kill(p.pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+}
+
 const totals = { passed: 0, failed: 0, skipped: 0 };
 for (const [name, file] of [['e2e', report], ['netns', netnsReport]] as const) {
   if (!existsSync(file)) continue;
@@ -58,4 +98,4 @@ if (existsSync(atRestReport)) {
   if (findings > 0) atRestCode = 1;
 }
 console.log(`tests: ${totals.passed} passed, ${totals.failed} failed, ${totals.skipped} skipped`);
-process.exit([unitCode, e2eCode, netnsCode, atRestCode].find((c) => c !== 0) ?? 0);
+process.exit([unitCode, e2eCode, netnsCode, atRestCode, leftoverCode].find((c) => c !== 0) ?? 0);

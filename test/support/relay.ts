@@ -119,7 +119,7 @@ export async function startRelay(opts: RelayOptions = {}): Promise<Relay> {
           audience: env['AUTH_JWT_AUDIENCE']?.split(',').filter((a) => a !== ''),
         });
 
-  return {
+  const relay: Relay = {
     kind,
     redis,
     vault,
@@ -134,7 +134,8 @@ export async function startRelay(opts: RelayOptions = {}): Promise<Relay> {
     startWorker,
     auth: (): Record<string, string> => (adminToken === undefined ? {} : { authorization: `Bearer ${adminToken}` }),
     close: async () => {
-      await Promise.all([api.stop(), ...workers.map((w) => w.stop())]);
+      // relay.api, not the first api: a test may have replaced it with a new process.
+      await Promise.all([relay.api.stop(), ...workers.map((w) => w.stop())]);
       await backend.close();
       if (opts.redis === undefined) await redis.close();
       else client.disconnect();
@@ -142,4 +143,5 @@ export async function startRelay(opts: RelayOptions = {}): Promise<Relay> {
       rmSync(dir, { recursive: true, force: true });
     },
   };
+  return relay;
 }

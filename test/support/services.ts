@@ -38,7 +38,12 @@ export async function startService(
 ): Promise<ServiceProcess> {
   const proc = reapOnExit(spawn(process.execPath, [`services/${name}/src/main.ts`], {
     cwd: ROOT,
-    env: { PATH: process.env['PATH'] ?? '', NODE_ENV: 'test', LOG_LEVEL: 'info', PORT: '0', METRICS_PORT: '0', HOST: '127.0.0.1', ...env },
+    env: {
+      PATH: process.env['PATH'] ?? '', NODE_ENV: 'test', LOG_LEVEL: 'info', PORT: '0', METRICS_PORT: '0', HOST: '127.0.0.1',
+      // Marks the process as this test run's, so that `npm test` can tell if one outlived its test file.
+      ...(process.env['MTLS_RELAY_TEST_RUN'] === undefined ? {} : { MTLS_RELAY_TEST_RUN: process.env['MTLS_RELAY_TEST_RUN'] }),
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   }));
   const logs: LogLine[] = [];
