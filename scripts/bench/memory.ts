@@ -1,5 +1,7 @@
 // Memory probe, run as `node --expose-gc scripts/bench/memory.ts`: what 10,000 target origins (breakers) and
-// 1,000 client certificates (connection pools with their TLS contexts) cost a worker. Prints one JSON line.
+// 1,000 client certificates (connection pools with their TLS contexts, extra target CA set) cost a worker.
+// Then the worst case for breakers: every one of those origins fails once, so each gets a breaker.
+// Prints one JSON line.
 import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
 import { BreakerRegistry } from '../../services/worker/src/breakers.ts';
@@ -37,11 +39,18 @@ const breakers = new BreakerRegistry(
 for (let i = 0; i < origins; i++) await breakers.fire(`https://h${i}.example:443`, async () => 200, () => false);
 const client = new TargetClient({
   connectTimeoutMs: 1000, headersTimeoutMs: 1000, bodyTimeoutMs: 1000, totalTimeoutMs: 1000, responseLimitBytes: 1024,
-  extraCa: [], maxAgents: 1_000,
+  extraCa: [ca.certPem], maxAgents: 1_000,
 });
 for (const m of materials) client.agentFor(m);
 const after = heap();
 const rssAfter = process.memoryUsage().rss;
-console.log(JSON.stringify({ origins, certificates, breakers: breakers.size, agents: client.agentCount, heapAndExternalMB: (after - before) / 1048576, rssMB: (rssAfter - rssBefore) / 1048576 }));
+const healthyBreakers = breakers.size;
+for (let i = 0; i < origins; i++) await breakers.fire(`https://h${i}.example:443`, async () => 503, (status) => status >= 500);
+const failing = heap();
+console.log(JSON.stringify({
+  origins, certificates, breakers: healthyBreakers, agents: client.agentCount,
+  heapAndExternalMB: (after - before) / 1048576, rssMB: (rssAfter - rssBefore) / 1048576,
+  failingOrigins: origins, failingBreakers: breakers.size, failingBreakersMB: (failing - after) / 1048576, failingRssMB: (process.memoryUsage().rss - rssAfter) / 1048576,
+}));
 breakers.shutdown();
 await client.close();

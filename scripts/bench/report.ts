@@ -41,7 +41,9 @@ export function renderMarkdown(r: BenchReport): string {
   }
   lines.push('', `Async path (c=${r.async.concurrency}): enqueue ${f(r.async.enqueueRps)} req/s (202, p50 ${f(r.async.p50, 2)} ms), completion ${f(r.async.completionRps)} jobs/s.`);
   lines.push(`Slow target (${r.slowTarget.latencyMs} ms, c=${r.slowTarget.concurrency}): ${f(r.slowTarget.rps)} req/s = ${f(r.slowTarget.ratio * 100)} % of ${f(r.slowTarget.ideal)}.`);
-  lines.push(`Memory: ${r.memory['origins']} origins + ${r.memory['certificates']} certificates → +${f(r.memory['heapAndExternalMB'], 1)} MB heap and external, +${f(r.memory['rssMB'], 1)} MB RSS.`, '');
+  lines.push(`Memory: ${r.memory['origins']} origins + ${r.memory['certificates']} certificates → +${f(r.memory['heapAndExternalMB'], 1)} MB heap and external, +${f(r.memory['rssMB'], 1)} MB RSS ` +
+    `(${f(r.memory['breakers'])} breakers kept for healthy origins); worst case, every origin failing once: ${f(r.memory['failingBreakers'])} breakers, ` +
+    `+${f(r.memory['failingBreakersMB'], 1)} MB heap, +${f(r.memory['failingRssMB'], 1)} MB RSS more.`, '');
 
   const relay64 = find('relay-sync', 64) ?? find('relay-sync', 32);
   const inline64 = find('inline', 64) ?? find('inline', 32);

@@ -54,7 +54,7 @@ export class WorkerMetrics implements JobObserver {
     });
     new Gauge({
       name: `${METRIC_PREFIX}breakers`,
-      help: 'Circuit breakers of this worker (one per target origin) by state',
+      help: 'Circuit breakers this worker keeps, by state: one per target origin with a failure in the last window or a breaker not closed (healthy origins have none)',
       labelNames: ['state'] as const,
       registers: [registry],
       collect() {

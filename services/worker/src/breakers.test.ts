@@ -1,0 +1,64 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { pino } from 'pino';
+import { RelayError } from '@mtls-relay/shared/errors';
+import { BreakerRegistry } from './breakers.ts';
+
+const WINDOW_MS = 1_000;
+const settings = { errorThresholdPercentage: 50, volumeThreshold: 3, resetTimeoutMs: 5_000, rollingWindowMs: WINDOW_MS, maxBreakers: 100 };
+const is5xx = (status: number): boolean => status >= 500;
+
+let registry: BreakerRegistry;
+beforeEach(() => {
+  vi.useFakeTimers();
+  registry = new BreakerRegistry(settings, pino({ level: 'silent' }));
+});
+afterEach(() => {
+  registry.shutdown();
+  vi.useRealTimers();
+});
+
+describe('BreakerRegistry', () => {
+  it('when origins only ever answer well, then no breaker is kept for them', async () => {
+    for (let i = 0; i < 500; i++) expect(await registry.fire(`https://h${i}.example:443`, async () => 200, is5xx)).toBe(200);
+    expect(registry.size).toBe(0);
+  });
+
+  it('when an origin keeps failing, then its breaker starts at the first failure and opens at the volume threshold without calling it again', async () => {
+    const origin = 'https://down.example:443';
+    let calls = 0;
+    const send = async (): Promise<number> => {
+      calls++;
+      return 503;
+    };
+    expect(await registry.fire(origin, send, is5xx)).toBe(503);
+    expect(registry.size).toBe(1);
+    expect(registry.states().get(origin)).toBe('closed');
+    expect(await registry.fire(origin, send, is5xx)).toBe(503);
+    expect(await registry.fire(origin, send, is5xx)).toBe(503);
+    expect(registry.states().get(origin)).toBe('open');
+    await expect(registry.fire(origin, send, is5xx)).rejects.toMatchObject({ code: 'circuit_open' });
+    expect(calls).toBe(3);
+    // Another origin is not affected.
+    expect(await registry.fire('https://up.example:443', async () => 200, is5xx)).toBe(200);
+  });
+
+  it('when transport errors that say nothing about the origin happen (a refused client certificate), then no breaker is made', async () => {
+    const origin = 'https://picky.example:443';
+    for (let i = 0; i < 5; i++) {
+      await expect(registry.fire(origin, () => Promise.reject(new RelayError('client_certificate_rejected')), is5xx)).rejects.toBeInstanceOf(RelayError);
+    }
+    expect(registry.size).toBe(0);
+    await expect(registry.fire(origin, () => Promise.reject(new RelayError('target_unreachable')), is5xx)).rejects.toMatchObject({ code: 'target_unreachable' });
+    expect(registry.size).toBe(1);
+  });
+
+  it('when a whole window passes closed and without failures, then the breaker is dropped; an open one is kept', async () => {
+    expect(await registry.fire('https://blip.example:443', async () => 500, is5xx)).toBe(500);
+    for (let i = 0; i < 3; i++) await registry.fire('https://down.example:443', async () => 500, is5xx);
+    expect(registry.states()).toEqual(new Map([['https://blip.example:443', 'closed'], ['https://down.example:443', 'open']]));
+    vi.advanceTimersByTime(WINDOW_MS / 2);
+    expect(registry.size).toBe(2);
+    vi.advanceTimersByTime(WINDOW_MS / 2);
+    expect(registry.states()).toEqual(new Map([['https://down.example:443', 'open']]));
+  });
+});
