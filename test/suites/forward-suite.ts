@@ -294,6 +294,16 @@ export function defineForwardSuite(kind: StoreKind): void {
       expect(JSON.parse(res.body.toString())).toMatchObject({ code: 'target_timeout' });
     });
 
+    it("BullMQ's event stream stays short: after 150 forwards (600 events) it holds at most a few hundred", async () => {
+      for (let i = 0; i < 5; i++) {
+        const batch = await Promise.all(Array.from({ length: 30 }, () => forward('GET', `${target.url}/echo/events`, { 'lp-service-name': 'billing' })));
+        expect(batch.map((r) => r.status)).toEqual(Array.from({ length: 30 }, () => 200));
+      }
+      const events = await relay.client.xlen(`${relay.prefix}:forward:events`);
+      expect(events).toBeGreaterThan(0);
+      expect(events).toBeLessThan(300);
+    });
+
     it('two worker processes share the load, and forwards keep working when one is stopped', async () => {
       const [w1, w2] = relay.workers as [typeof relay.workers[0], typeof relay.workers[0]];
       const before = [w1, w2].map((w) => w.logs.filter((l) => l.msg === 'forwarded').length);

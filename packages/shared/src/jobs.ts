@@ -120,6 +120,18 @@ export const JOBS = {
 export type JobName = keyof typeof JOBS;
 export const JOB_NAMES = Object.keys(JOBS) as JobName[];
 
+/**
+ * BullMQ also appends each job's events to a stream per queue, the "completed" one with the whole (sealed)
+ * result. Nothing in the relay reads that stream (replies travel by pub/sub, results are read from the job),
+ * so it is kept short: at BullMQ's default of 10,000 events, 1 MB responses would hold about 10 GB of Redis.
+ */
+export const QUEUE_EVENTS_MAX_LEN = 100;
+
+/** Options for every BullMQ Queue the relay makes. */
+export function queueOptions(prefix: string): { prefix: string; streams: { events: { maxLen: number } } } {
+  return { prefix, streams: { events: { maxLen: QUEUE_EVENTS_MAX_LEN } } };
+}
+
 /** Retention of finished jobs: results stay for polling at least as long as anyone may wait. */
 export function retention(resultTtlSeconds: number): { removeOnComplete: { age: number }; removeOnFail: { age: number } } {
   return { removeOnComplete: { age: resultTtlSeconds }, removeOnFail: { age: resultTtlSeconds } };

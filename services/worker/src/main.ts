@@ -5,7 +5,7 @@ import { loadConfig } from '@mtls-relay/shared/config';
 import { createKeyRing, resolveMasterKey } from '@mtls-relay/shared/crypto';
 import { createLogger, errorSummary } from '@mtls-relay/shared/logging';
 import { TargetPolicy } from '@mtls-relay/shared/net-policy';
-import { JOB_NAMES, JOBS } from '@mtls-relay/shared/jobs';
+import { JOB_NAMES, JOBS, queueOptions } from '@mtls-relay/shared/jobs';
 import { createRegistry, registerClusterGauges, timedBackend } from '@mtls-relay/shared/metrics';
 import { queuesReady } from '@mtls-relay/shared/readiness';
 import { createRedis, redisEndpoint } from '@mtls-relay/shared/redis';
@@ -91,7 +91,7 @@ const breakers = new BreakerRegistry(
 );
 
 // Producer-side handles on the queues: the expiry job's scheduler, the queue gauges and the readiness check.
-const queues = JOB_NAMES.map((name) => new Queue(JOBS[name].queue, { connection: commands, prefix: config.QUEUE_PREFIX }));
+const queues = JOB_NAMES.map((name) => new Queue(JOBS[name].queue, { connection: commands, ...queueOptions(config.QUEUE_PREFIX) }));
 for (const q of queues) q.on('error', (err) => logger.warn({ queue: q.name, ...errorSummary(err) }, 'queue error'));
 registerClusterGauges(registry, { queues, redis: commands, prefix: config.QUEUE_PREFIX });
 const metrics = new WorkerMetrics(breakers, registry);

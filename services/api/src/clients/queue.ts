@@ -1,7 +1,7 @@
 import { Job, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { RelayError } from '@mtls-relay/shared/errors';
-import { errorPayloadOf, JOBS, retention } from '@mtls-relay/shared/jobs';
+import { errorPayloadOf, JOBS, queueOptions, retention } from '@mtls-relay/shared/jobs';
 import type { ForwardJob, JobName, MappingJob, ReplyMessage } from '@mtls-relay/shared/jobs';
 import type { Logger } from '@mtls-relay/shared/logging';
 import { errorSummary } from '@mtls-relay/shared/logging';
@@ -23,7 +23,7 @@ export class JobQueues {
   constructor(connection: Redis, settings: QueueSettings, logger: Logger) {
     this.#settings = settings;
     const make = (name: JobName): Queue => {
-      const q = new Queue(JOBS[name].queue, { connection, prefix: settings.prefix });
+      const q = new Queue(JOBS[name].queue, { connection, ...queueOptions(settings.prefix) });
       q.on('error', (err) => logger.warn({ queue: name, ...errorSummary(err) }, 'queue error'));
       return q;
     };
