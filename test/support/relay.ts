@@ -50,6 +50,8 @@ export interface RelayOptions {
   targetCaPem?: string;
   env?: Record<string, string>;
   redis?: TestRedis;
+  /** Drop the services' output once they are up instead of keeping it (the bench). */
+  discardOutput?: boolean;
 }
 
 export async function startRelay(opts: RelayOptions = {}): Promise<Relay> {
@@ -98,13 +100,13 @@ export async function startRelay(opts: RelayOptions = {}): Promise<Relay> {
 
   const workers: ServiceProcess[] = [];
   const startWorker = async (extraEnv: Record<string, string> = {}): Promise<ServiceProcess> => {
-    const w = await startService('worker', { ...env, ...extraEnv });
+    const w = await startService('worker', { ...env, ...extraEnv }, opts.discardOutput === true ? { discardOutput: 'after-start' } : {});
     workers.push(w);
     return w;
   };
   // Start workers first: they verify the store (and create its key check) before the API takes requests.
   for (let i = 0; i < (opts.workers ?? 1); i++) await startWorker();
-  const api = await startService('api', env);
+  const api = await startService('api', env, opts.discardOutput === true ? { discardOutput: 'after-start' } : {});
   const secret = env['AUTH_JWT_SECRET'];
   const adminToken =
     secret === undefined || secret === ''

@@ -34,7 +34,11 @@ export interface ServiceProcess {
 export async function startService(
   name: 'api' | 'worker',
   env: Record<string, string>,
-  options: { timeoutMs?: number } = {},
+  options: {
+    timeoutMs?: number;
+    /** 'after-start': once up, output is read and dropped, not parsed or kept (the bench: no load on its process). */
+    discardOutput?: 'after-start';
+  } = {},
 ): Promise<ServiceProcess> {
   const proc = reapOnExit(spawn(process.execPath, [`services/${name}/src/main.ts`], {
     cwd: ROOT,
@@ -99,6 +103,10 @@ export async function startService(
     });
 
   const ready = await waitForLog((l) => l.msg === (name === 'api' ? 'api listening' : 'worker started'), options.timeoutMs ?? 30_000);
+  if (options.discardOutput === 'after-start') {
+    proc.stdout?.removeAllListeners('data').on('data', () => undefined);
+    proc.stderr?.removeAllListeners('data').on('data', () => undefined);
+  }
   const port = typeof ready['port'] === 'number' ? ready['port'] : 0;
   // Every answer of an api of the suite is checked against the OpenAPI document (test/support/openapi-setup.ts).
   if (name === 'api') watchApi(`http://127.0.0.1:${port}`);

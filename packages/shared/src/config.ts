@@ -166,7 +166,7 @@ const envSchema = z.object({
   RESPONSE_LIMIT_BYTES: int(10 * 1024 * 1024, 1, 512 * 1024 * 1024),
 
   // --- worker
-  WORKER_CONCURRENCY: int(16, 1, 1000),
+  WORKER_CONCURRENCY: int(64, 1, 1000),
   /** BullMQ lock duration; a job whose worker stops renewing it for this long is rerun (if safe). */
   JOB_LOCK_MS: int(30_000, 1_000, 600_000),
   FORWARD_ATTEMPTS: int(3, 1, 20),
