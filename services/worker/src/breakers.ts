@@ -38,8 +38,8 @@ const BUCKETS = 10;
  * A breaker is made for an origin at its first counted failure, and dropped again once a whole window passes
  * closed and without failures: an origin with no breaker is healthy, and its calls go straight through. So
  * a worker that talks to many healthy origins keeps no per-origin state for them (an opossum breaker is about
- * 10 KB). The failure percentage is counted from the breaker's first failure on, which can only make a
- * breaker open sooner than with counts from before that failure, never later.
+ * 7 KB of heap). Calls before that first failure are not counted: the failure percentage can only come out
+ * higher than with them, and the volume threshold counts calls from the first failure on.
  */
 export class BreakerRegistry {
   readonly #settings: BreakerSettings;
