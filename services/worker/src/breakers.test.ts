@@ -52,6 +52,47 @@ describe('BreakerRegistry', () => {
     expect(registry.size).toBe(1);
   });
 
+  it('when a few of many calls under way fail, then the calls under way count too and the breaker stays closed', async () => {
+    const origin = 'https://busy.example:443';
+    const answers: Array<(status: number) => void> = [];
+    const calls = Array.from({ length: 10 }, () => registry.fire(origin, () => new Promise<number>((resolve) => answers.push(resolve)), is5xx));
+    // Three fail first (as many as the volume threshold), then seven succeed.
+    for (const [i, answer] of answers.entries()) {
+      answer(i < 3 ? 503 : 200);
+      await Promise.resolve();
+    }
+    expect((await Promise.all(calls)).filter((s) => s === 503)).toHaveLength(3);
+    expect(registry.states().get(origin)).toBe('closed');
+    expect(await registry.fire(origin, async () => 200, is5xx)).toBe(200);
+  });
+
+  it('when a call outlives its breaker (dropped meanwhile) and then fails, then the failure starts a new breaker', async () => {
+    const origin = 'https://slow.example:443';
+    expect(await registry.fire(origin, async () => 500, is5xx)).toBe(500);
+    let answer!: (status: number) => void;
+    const slow = registry.fire(origin, () => new Promise<number>((resolve) => (answer = resolve)), is5xx);
+    vi.advanceTimersByTime(WINDOW_MS);
+    expect(registry.size).toBe(0);
+    answer(503);
+    expect(await slow).toBe(503);
+    expect(registry.states()).toEqual(new Map([[origin, 'closed']]));
+  });
+
+  it('when a breaker closes again after its trial, then it is kept for a whole window before it is dropped', async () => {
+    const origin = 'https://flaky.example:443';
+    for (let i = 0; i < 3; i++) await registry.fire(origin, async () => 503, is5xx);
+    expect(registry.states().get(origin)).toBe('open');
+    // Sweeps run once a window (every 1,000 ms here); the trial closes the breaker 200 ms before one.
+    vi.advanceTimersByTime(settings.resetTimeoutMs + 800);
+    expect(registry.states().get(origin)).toBe('half-open');
+    expect(await registry.fire(origin, async () => 200, is5xx)).toBe(200);
+    expect(registry.states().get(origin)).toBe('closed');
+    vi.advanceTimersByTime(300);
+    expect(registry.size).toBe(1);
+    vi.advanceTimersByTime(WINDOW_MS);
+    expect(registry.size).toBe(0);
+  });
+
   it('when a whole window passes closed and without failures, then the breaker is dropped; an open one is kept', async () => {
     expect(await registry.fire('https://blip.example:443', async () => 500, is5xx)).toBe(500);
     for (let i = 0; i < 3; i++) await registry.fire('https://down.example:443', async () => 500, is5xx);

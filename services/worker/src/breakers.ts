@@ -35,11 +35,12 @@ const BUCKETS = 10;
  * TLS and certificate problems of one client certificate, policy refusals. opossum's own timeout is off:
  * every request has its own AbortSignal, so one slow call never aborts the others.
  *
- * A breaker is made for an origin at its first counted failure, and dropped again once a whole window passes
- * closed and without failures: an origin with no breaker is healthy, and its calls go straight through. So
- * a worker that talks to many healthy origins keeps no per-origin state for them (an opossum breaker is about
- * 7 KB of heap). Calls before that first failure are not counted: the failure percentage can only come out
- * higher than with them, and the volume threshold counts calls from the first failure on.
+ * A breaker is made for an origin at its first counted failure, and dropped again once it has been closed for
+ * a whole window with no failure in it: an origin with no breaker is healthy, and its calls go straight
+ * through. So a worker that talks to many healthy origins keeps no per-origin state for them (an opossum
+ * breaker is about 7 KB of heap). A new breaker starts with the origin's calls still under way counted as
+ * calls of its window, as opossum counts a call when it starts; calls that ended before the first failure are
+ * not counted. A failure of a call that outlives its breaker (dropped meanwhile) starts a new one.
  */
 export class BreakerRegistry {
   readonly #settings: BreakerSettings;
@@ -50,6 +51,10 @@ export class BreakerRegistry {
   readonly #rotate = new EventEmitter().setMaxListeners(0);
   readonly #rotateTimer: NodeJS.Timeout;
   #ticks = 0;
+  /** Calls under way to origins that have no breaker, by origin. */
+  readonly #inFlight = new Map<string, number>();
+  /** When each breaker last closed (after being open); breakers never opened are absent. */
+  readonly #closedAt = new WeakMap<CircuitBreaker<Parameters<Action>, unknown>, number>();
 
   constructor(settings: BreakerSettings, logger: Logger) {
     this.#settings = settings;
@@ -84,7 +89,10 @@ export class BreakerRegistry {
 
   #create(origin: string): CircuitBreaker<Parameters<Action>, unknown> {
     const action: Action = (run) => run();
+    // opossum's Status takes starting counts (`stats`) from the options it is given; its typings omit it here.
+    const underWay = { stats: { fires: this.#inFlight.get(origin) ?? 0 } } as object;
     const breaker = new CircuitBreaker<Parameters<Action>, unknown>(action, {
+      ...underWay,
       timeout: false,
       errorThresholdPercentage: this.#settings.errorThresholdPercentage,
       volumeThreshold: this.#settings.volumeThreshold,
@@ -100,7 +108,10 @@ export class BreakerRegistry {
     });
     breaker.on('open', () => this.#logger.warn({ origin }, 'circuit opened: calls to this origin fail fast'));
     breaker.on('halfOpen', () => this.#logger.info({ origin }, 'circuit half-open: letting one trial through'));
-    breaker.on('close', () => this.#logger.info({ origin }, 'circuit closed'));
+    breaker.on('close', () => {
+      this.#closedAt.set(breaker, Date.now());
+      this.#logger.info({ origin }, 'circuit closed');
+    });
     this.#breakers.set(origin, breaker);
     while (this.#breakers.size > this.#settings.maxBreakers) {
       const [oldest, b] = this.#breakers.entries().next().value as [string, CircuitBreaker];
@@ -117,8 +128,9 @@ export class BreakerRegistry {
   }
 
   #dropRecovered(): void {
+    const closedBefore = Date.now() - this.#settings.rollingWindowMs;
     for (const [origin, b] of this.#breakers) {
-      if (b.closed && b.stats.failures === 0) {
+      if (b.closed && (this.#closedAt.get(b) ?? 0) <= closedBefore && b.stats.failures === 0) {
         this.#breakers.delete(origin);
         b.shutdown();
       }
@@ -131,17 +143,7 @@ export class BreakerRegistry {
    */
   async fire<T>(origin: string, send: () => Promise<T>, isFailure: (result: T) => boolean): Promise<T> {
     const breaker = this.#existing(origin);
-    if (breaker === undefined) {
-      let result: T;
-      try {
-        result = await send();
-      } catch (err) {
-        if (isOriginFailure(err)) await this.#recordFailure(origin, err);
-        throw err;
-      }
-      if (isFailure(result)) await this.#recordFailure(origin, new FailedResponse(result));
-      return result;
-    }
+    if (breaker === undefined) return this.#direct(origin, send, isFailure);
     try {
       return (await breaker.fire(async () => {
         const result = await send();
@@ -149,6 +151,8 @@ export class BreakerRegistry {
         return result;
       })) as T;
     } catch (err) {
+      // A shut-down breaker (dropped while this call ran) no longer counts anything.
+      if (breaker.isShutdown && isOriginFailure(err)) await this.#recordFailure(origin, err);
       if (err instanceof FailedResponse) return err.response as T;
       if ((err as { code?: unknown }).code === 'EOPENBREAKER') {
         throw new RelayError('circuit_open', `calls to ${origin} are paused after repeated failures`, {
@@ -157,6 +161,27 @@ export class BreakerRegistry {
       }
       throw err;
     }
+  }
+
+  /** A call to an origin with no breaker: straight through, its failure (if any) starts the breaker. */
+  async #direct<T>(origin: string, send: () => Promise<T>, isFailure: (result: T) => boolean): Promise<T> {
+    this.#inFlight.set(origin, (this.#inFlight.get(origin) ?? 0) + 1);
+    const done = (): void => {
+      const n = (this.#inFlight.get(origin) ?? 1) - 1;
+      if (n === 0) this.#inFlight.delete(origin);
+      else this.#inFlight.set(origin, n);
+    };
+    let result: T;
+    try {
+      result = await send();
+    } catch (err) {
+      done();
+      if (isOriginFailure(err)) await this.#recordFailure(origin, err);
+      throw err;
+    }
+    done();
+    if (isFailure(result)) await this.#recordFailure(origin, new FailedResponse(result));
+    return result;
   }
 
   shutdown(): void {
