@@ -2,6 +2,7 @@ import { Cluster, Redis } from 'ioredis';
 import type { ClusterOptions, RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Config } from './config.ts';
+import { infrastructureTlsContext } from './trust.ts';
 
 /**
  * Redis connections by role.
@@ -50,7 +51,7 @@ function urlOptions(url: string): RedisOptions {
     ...(u.username === '' ? {} : { username: decodeURIComponent(u.username) }),
     ...(u.password === '' ? {} : { password: decodeURIComponent(u.password) }),
     ...(Number.isInteger(db) && db > 0 ? { db } : {}),
-    ...(u.protocol === 'rediss:' ? { tls: {} } : {}),
+    ...(u.protocol === 'rediss:' ? { tls: { secureContext: infrastructureTlsContext() } } : {}),
   };
 }
 
@@ -96,7 +97,9 @@ function connect(endpoint: RedisEndpoint, options: RedisOptions): Redis {
     // hash-tagged QUEUE_PREFIX, so multi-key scripts stay in one slot. Typed as Redis so the code has one client type.
     return new Cluster(clusterNodes.map(parseHostPort), clusterOptions) as unknown as Redis;
   }
-  return new Redis(endpoint.url, options);
+  // rediss: trusts the CAs the process had at start, never TARGET_CA_FILE (see trust.ts).
+  const tls = new URL(endpoint.url).protocol === 'rediss:' ? { tls: { secureContext: infrastructureTlsContext() } } : {};
+  return new Redis(endpoint.url, { ...options, ...tls });
 }
 
 export function createRedis(endpoint: string | RedisEndpoint, role: RedisRole, logger: Logger, name: string): Redis {

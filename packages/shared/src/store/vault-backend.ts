@@ -1,5 +1,6 @@
 import nodeVault from 'node-vault';
 import { readFileSync } from 'node:fs';
+import { infrastructureTlsContext } from '../trust.ts';
 import type { Logger } from 'pino';
 import { StoreError } from '../errors.ts';
 import type { BackendHealth, DocumentBackend, StoredDocument } from './types.ts';
@@ -41,7 +42,8 @@ export class VaultBackend implements DocumentBackend {
 
   constructor(opts: VaultBackendOptions) {
     this.#opts = opts;
-    const requestOptions = opts.caFile === undefined ? {} : { ca: readFileSync(opts.caFile) };
+    // Without VAULT_CA_FILE, Vault is trusted on the CAs the process had at start, never TARGET_CA_FILE (trust.ts).
+    const requestOptions = opts.caFile === undefined ? { agentOptions: { secureContext: infrastructureTlsContext() } } : { ca: readFileSync(opts.caFile) };
     this.#client = nodeVault({
       endpoint: opts.addr,
       ...(opts.token === undefined ? {} : { token: opts.token }),

@@ -1,10 +1,11 @@
-import { createSecureContext, getCACertificates, setDefaultCACertificates } from 'node:tls';
+import { createSecureContext } from 'node:tls';
 import type { SecureContext } from 'node:tls';
 import { Agent, buildConnector } from 'undici';
 import type { Dispatcher } from 'undici';
 import { RelayError } from '@mtls-relay/shared/errors';
 import type { HeaderList } from '@mtls-relay/shared/jobs';
 import type { CertificateMaterial } from '@mtls-relay/shared/store';
+import { trustForTargets } from '@mtls-relay/shared/trust';
 import type { TargetUrl } from '@mtls-relay/shared/url';
 import { classifyTransportError } from '../outcome.ts';
 import type { ConnectGuard } from './guarded-lookup.ts';
@@ -17,7 +18,8 @@ export interface TargetClientOptions {
   responseLimitBytes: number;
   /**
    * Extra CAs (PEM, one or more certificates each) trusted for target servers, on top of the bundled roots.
-   * They are added to this process's default trust store, which every TLS context built here shares.
+   * They are added to this process's default trust store, which every TLS context built here shares
+   * (see @mtls-relay/shared/trust for how Redis and Vault connections stay out of it).
    */
   extraCa: string[];
   maxAgents: number;
@@ -57,7 +59,7 @@ export class TargetClient {
 
   constructor(opts: TargetClientOptions) {
     this.#opts = opts;
-    if (opts.extraCa.length > 0) trustExtraCas(opts.extraCa);
+    if (opts.extraCa.length > 0) trustForTargets(opts.extraCa);
   }
 
   /** Number of certificate agents currently pooled (for metrics and tests). */
@@ -213,17 +215,6 @@ export class TargetClient {
     this.#plain = undefined;
     await Promise.allSettled(all.map((a) => a.close()));
   }
-}
-
-/**
- * Adds CAs to the default trust store of this process (the bundled roots plus these). Every TLS context
- * built without its own `ca` shares that store; so does any other TLS client of the process that does not
- * name its own CAs.
- */
-function trustExtraCas(pems: string[]): void {
-  const blocks = pems.flatMap((pem) => pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []);
-  if (blocks.length === 0) throw new Error('TARGET_CA_FILE holds no PEM certificate');
-  setDefaultCACertificates([...getCACertificates('default'), ...blocks]);
 }
 
 function flattenHeaders(headers: Record<string, string | string[] | undefined>): HeaderList {
