@@ -7,6 +7,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Queue } from 'bullmq';
+import { queueOptions } from '../packages/shared/src/jobs.ts';
 import { parseAllDocuments } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Namespace, ConfigMap, Secret, Service } from 'kubernetes-models/v1';
@@ -165,7 +166,7 @@ describe('the queue KEDA watches (real Redis, real BullMQ)', () => {
     // An external REDIS_URL may be shared: the test prefix is unique, the shape the same.
     const testPrefix = `{t${Date.now().toString(36)}}`;
     for (const queueName of ['forward', 'mapping']) {
-      const queue = new Queue(queueName, { connection: client, prefix: testPrefix });
+      const queue = new Queue(queueName, { connection: client, ...queueOptions(testPrefix) });
       try {
         const listName = `${testPrefix}:${queueName}:wait`;
         expect(await client.llen(listName)).toBe(0);

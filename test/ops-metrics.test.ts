@@ -4,6 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { Queue } from 'bullmq';
+import { queueOptions } from '../packages/shared/src/jobs.ts';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { request } from 'undici';
 import { mintToken } from '../services/api/src/auth/tokens.ts';
@@ -136,7 +137,7 @@ describe('operations: metrics, request ids, expiry check, readiness, queue dashb
       expect(total(api, 'mtls_relay_queue_jobs', { queue: 'forward', state: 'waiting' })).toBe(0);
       expect(total(api, 'mtls_relay_queue_oldest_waiting_job_age_seconds', { queue: 'forward' })).toBe(0);
     }, { timeout: 15_000, interval: 200 });
-    const expiry = new Queue('expiry', { connection: relay.client, prefix: relay.prefix });
+    const expiry = new Queue('expiry', { connection: relay.client, ...queueOptions(relay.prefix) });
     try {
       expect((await expiry.getJobSchedulers()).map((s) => s.key)).toEqual(['certificate-expiry']);
     } finally {

@@ -5,6 +5,7 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import OAuth from 'oauth-1.0a';
 import { Queue } from 'bullmq';
+import { queueOptions } from '../../packages/shared/src/jobs.ts';
 import type { Relay } from './relay.ts';
 
 export interface TestConsumer {
@@ -54,7 +55,7 @@ export function withOAuthParam(header: string, name: string, encodedValue: strin
 export async function queuedJobs(relay: Relay): Promise<number> {
   let total = 0;
   for (const name of ['forward', 'mapping']) {
-    const q = new Queue(name, { connection: relay.client, prefix: relay.prefix });
+    const q = new Queue(name, { connection: relay.client, ...queueOptions(relay.prefix) });
     const counts = await q.getJobCounts();
     total += Object.values(counts).reduce((a, b) => a + b, 0);
     await q.close(); // the connection is shared: it stays open

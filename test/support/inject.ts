@@ -6,13 +6,13 @@ import { randomUUID } from 'node:crypto';
 import { Job, Queue } from 'bullmq';
 import { vi } from 'vitest';
 import { createKeyRing } from '../../packages/shared/src/crypto.ts';
-import { sealHeaders } from '../../packages/shared/src/jobs.ts';
+import { queueOptions, sealHeaders } from '../../packages/shared/src/jobs.ts';
 import type { Relay } from './relay.ts';
 
 /** The error code the forward job failed with, or 'completed' when it reached a target and finished. */
 export async function injectForward(relay: Relay, accountId: string, urls: readonly string[]): Promise<string[]> {
   const ring = createKeyRing(Buffer.from(relay.masterKey, 'base64'));
-  const queue = new Queue('forward', { connection: relay.client, prefix: relay.prefix });
+  const queue = new Queue('forward', { connection: relay.client, ...queueOptions(relay.prefix) });
   const outcomes: string[] = [];
   try {
     for (const url of urls) {
