@@ -42,8 +42,14 @@ export class VaultBackend implements DocumentBackend {
 
   constructor(opts: VaultBackendOptions) {
     this.#opts = opts;
-    // Without VAULT_CA_FILE, Vault is trusted on the CAs the process had at start, never TARGET_CA_FILE (trust.ts).
-    const requestOptions = opts.caFile === undefined ? { agentOptions: { secureContext: infrastructureTlsContext() } } : { ca: readFileSync(opts.caFile) };
+    // Over https without VAULT_CA_FILE, Vault is trusted on the CAs the process had at start, never
+    // TARGET_CA_FILE (trust.ts). Over http there is no TLS, and no context to make.
+    const requestOptions =
+      opts.caFile !== undefined
+        ? { ca: readFileSync(opts.caFile) }
+        : new URL(opts.addr).protocol === 'https:'
+          ? { agentOptions: { secureContext: infrastructureTlsContext() } }
+          : {};
     this.#client = nodeVault({
       endpoint: opts.addr,
       ...(opts.token === undefined ? {} : { token: opts.token }),
