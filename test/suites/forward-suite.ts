@@ -306,10 +306,24 @@ export function defineForwardSuite(kind: StoreKind): void {
 
     it('two worker processes share the load, and forwards keep working when one is stopped', async () => {
       const [w1, w2] = relay.workers as [typeof relay.workers[0], typeof relay.workers[0]];
+      // Lines of the previous test may still be on their way through the stdout pipes: start from a settled count.
+      const total = (): number => [w1, w2].reduce((n, w) => n + w.logs.filter((l) => l.msg === 'forwarded').length, 0);
+      let settled = -1;
+      await vi.waitFor(() => {
+        const now = total();
+        const was = settled;
+        settled = now;
+        expect(now).toBe(was);
+      }, { timeout: 5_000, interval: 300 });
       const before = [w1, w2].map((w) => w.logs.filter((l) => l.msg === 'forwarded').length);
-      const results = await Promise.all(
-        Array.from({ length: 40 }, () => forward('GET', `${target.url}/echo/path?x=1&y=%2F`, { 'lp-service-name': 'billing' })),
-      );
+      // Forwards that arrive together travel as one batch job: send ten waves of four, so that there are
+      // several jobs for the two workers to share.
+      const results = [];
+      for (let wave = 0; wave < 10; wave++) {
+        results.push(...(await Promise.all(
+          Array.from({ length: 4 }, () => forward('GET', `${target.url}/echo/path?x=1&y=%2F`, { 'lp-service-name': 'billing' })),
+        )));
+      }
       expect(results.every((r) => r.status === 200)).toBe(true);
       // Log lines arrive through the processes' stdout pipes, possibly after the answers.
       const count = (w: typeof w1): number => w.logs.filter((l) => l.msg === 'forwarded').length;

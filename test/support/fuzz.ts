@@ -7,6 +7,7 @@
 import { connect } from 'node:net';
 import fc from 'fast-check';
 import type { Redis } from 'ioredis';
+import { parseRecord } from '../../packages/shared/src/forward-records.ts';
 import type { Arbitrary } from 'fast-check';
 
 /** An address chosen by the generator, with what the relay must do with it. */
@@ -214,19 +215,18 @@ export async function pendingForwardJobs(client: Redis, prefix: string): Promise
   return wait + active + delayed + prioritized;
 }
 
-/** How many failed forward jobs ended with each error code. */
+/** How many forwards ended with each relay error code (read from the forward records of every job). */
 export async function failedJobCodes(client: Redis, prefix: string): Promise<Record<string, number>> {
-  const ids = await client.zrange(`${prefix}:forward:failed`, '0', '-1');
   const codes: Record<string, number> = {};
-  for (const id of ids) {
-    const reason = (await client.hget(`${prefix}:forward:${id}`, 'failedReason')) ?? '';
-    let code = 'unparseable';
-    try {
-      code = String((JSON.parse(reason) as { code?: unknown }).code);
-    } catch {
-      // stays 'unparseable'
+  const jobKeys = (await client.keys(`${prefix}:forward:*`)).filter((k) => /:forward:[0-9a-f-]{36}$/.test(k));
+  for (const key of jobKeys) {
+    const fields = await client.hgetall(key);
+    for (const [field, value] of Object.entries(fields)) {
+      if (!field.startsWith('r:')) continue;
+      const record = parseRecord(value);
+      if (record === undefined || 'moved' in record || record.ok) continue;
+      codes[record.error.code] = (codes[record.error.code] ?? 0) + 1;
     }
-    codes[code] = (codes[code] ?? 0) + 1;
   }
   return codes;
 }

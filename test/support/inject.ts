@@ -2,11 +2,12 @@
  * Writes a forward job straight into the relay's queue, bypassing the API (and so its target check), and
  * waits for the worker's verdict: shows that the worker's dial-time check stands on its own.
  */
-import { randomUUID } from 'node:crypto';
-import { Job, Queue } from 'bullmq';
+import { Queue } from 'bullmq';
 import { vi } from 'vitest';
 import { createKeyRing } from '../../packages/shared/src/crypto.ts';
+import { ForwardRecords, forwardIdOf, newBatchId } from '../../packages/shared/src/forward-records.ts';
 import { queueOptions, sealHeaders } from '../../packages/shared/src/jobs.ts';
+import type { ForwardBatch } from '../../packages/shared/src/jobs.ts';
 import type { Relay } from './relay.ts';
 
 /** The error code the forward job failed with, or 'completed' when it reached a target and finished. */
@@ -15,28 +16,37 @@ export async function injectForward(relay: Relay, accountId: string, urls: reado
   const queue = new Queue('forward', { connection: relay.client, ...queueOptions(relay.prefix) });
   const outcomes: string[] = [];
   try {
+    const records = new ForwardRecords(relay.client, relay.prefix);
     for (const url of urls) {
-      const jobId = randomUUID();
-      const data = {
-        v: 1,
-        accountId,
-        serviceName: '',
-        url,
-        method: 'GET',
-        requireCertificate: false,
-        requestId: jobId,
-        headers: sealHeaders(ring, jobId, 'request', []),
-        body: null,
-        enqueuedAt: Date.now(),
+      const batchId = newBatchId();
+      const id = forwardIdOf(batchId, 0);
+      const data: ForwardBatch = {
+        v: 2,
+        forwards: [{
+          id,
+          accountId,
+          serviceName: '',
+          url,
+          query: null,
+          method: 'GET',
+          requireCertificate: false,
+          requestId: id,
+          headers: sealHeaders(ring, id, 'request', []),
+          body: null,
+          enqueuedAt: Date.now(),
+        }],
+        attemptsBefore: 0,
+        maxAttempts: 1,
+        keepSeconds: 600,
+        retry: false,
       };
-      await queue.add('forward', data, { jobId, attempts: 1 });
-      const job = await vi.waitFor(async () => {
-        const j = await Job.fromId(queue, jobId);
-        if (j?.finishedOn === undefined) throw new Error(`job for ${url} not finished yet`);
-        return j;
+      await queue.add('forward', data, { jobId: batchId, attempts: 1 });
+      const outcome = await vi.waitFor(async () => {
+        const o = await records.outcome(id);
+        if (o === null) throw new Error(`forward to ${url} not finished yet`);
+        return o;
       }, { timeout: 15_000, interval: 50 });
-      if (job.failedReason === undefined || job.failedReason === '') outcomes.push('completed');
-      else outcomes.push(String((JSON.parse(job.failedReason) as { code?: unknown }).code));
+      outcomes.push(outcome.ok ? 'completed' : outcome.error.code);
     }
   } finally {
     await queue.close();

@@ -101,6 +101,10 @@ const envSchema = z.object({
   REQUEST_TIMEOUT_MS: int(60_000, 100, 3_600_000),
   /** How long a synchronous caller is kept waiting before 504 with the job's Location. */
   SYNC_WAIT_MS: int(30_000, 100, 600_000),
+  /** Group commit: a batch job closes at this many bytes of forwards (a larger forward travels alone). */
+  FORWARD_BATCH_BYTES: int(1024 * 1024, 1024, 64 * 1024 * 1024),
+  /** Group commit: batch adds one api process keeps in flight; forwards arriving meanwhile join the next batch. */
+  FORWARD_BATCHES_IN_FLIGHT: int(2, 1, 64),
 
   // --- authentication (services/api/src/auth; docs/auth.md)
   /** OAuth 1.0a consumers: JSON `[{ key, secret, permissions, accounts }]` or the path of a file holding it. */
@@ -166,6 +170,7 @@ const envSchema = z.object({
   RESPONSE_LIMIT_BYTES: int(10 * 1024 * 1024, 1, 512 * 1024 * 1024),
 
   // --- worker
+  /** Forwards one worker process sends at once (over all the batch jobs it holds). */
   WORKER_CONCURRENCY: int(64, 1, 1000),
   /** BullMQ lock duration; a job whose worker stops renewing it for this long is rerun (if safe). */
   JOB_LOCK_MS: int(30_000, 1_000, 600_000),

@@ -46,6 +46,7 @@ export const ERROR_CATALOGUE = {
   target_protocol_error: { status: 502, title: 'The target sent an invalid HTTP response', proxyStatus: 'http_protocol_error' },
   circuit_open: { status: 503, title: 'Calls to this target are paused after repeated failures', proxyStatus: 'destination_unavailable' },
   queue_unavailable: { status: 503, title: 'The job queue is unavailable' },
+  enqueue_uncertain: { status: 503, title: 'The job queue did not confirm the enqueue in time; the request may still run: poll its Location' },
   auth_unavailable: { status: 503, title: 'Credentials cannot be checked right now' },
   store_unavailable: { status: 503, title: 'The certificate store is unavailable' },
   target_timeout: { status: 504, title: 'The target did not answer in time', proxyStatus: 'http_response_timeout' },
@@ -145,4 +146,29 @@ export function toErrorPayload(err: RelayError): ErrorPayload {
 
 export function fromErrorPayload(payload: ErrorPayload): RelayError {
   return new RelayError(payload.code, payload.detail, payload.retryAfter === undefined ? {} : { retryAfter: payload.retryAfter });
+}
+
+/**
+ * The failure wire format, the one codec for it: a failure travels from worker to API as the JSON of its
+ * ErrorPayload (inside a forward record, a reply, or a BullMQ failedReason). Anything that is not one of ours
+ * (a BullMQ message such as "job stalled more than allowable limit") decodes to 'internal'.
+ */
+export function encodeFailure(err: RelayError): string {
+  return JSON.stringify(toErrorPayload(err));
+}
+
+export function decodeFailure(text: string | undefined): ErrorPayload {
+  try {
+    const parsed = JSON.parse(text ?? '') as Partial<ErrorPayload> | null;
+    if (parsed !== null && isErrorCode(parsed.code)) return asErrorPayload({ ...parsed, code: parsed.code });
+  } catch {
+    // not one of ours
+  }
+  return { code: 'internal', detail: 'the job failed' };
+}
+
+/** An ErrorPayload read back from JSON: the code must be ours, the rest is checked for type. */
+export function asErrorPayload(value: Partial<ErrorPayload> & { code: ErrorCode }): ErrorPayload {
+  const detail = typeof value.detail === 'string' ? value.detail : '';
+  return typeof value.retryAfter === 'number' ? { code: value.code, detail, retryAfter: value.retryAfter } : { code: value.code, detail };
 }

@@ -1,7 +1,6 @@
 import { z } from 'zod';
 import { openBuffer, openJson, sealBuffer, sealJson } from './crypto.ts';
 import type { KeyRing } from './crypto.ts';
-import { isErrorCode } from './errors.ts';
 import type { ErrorPayload } from './errors.ts';
 
 /**
@@ -24,12 +23,23 @@ export type HeaderList = Array<[string, string]>;
 
 const sealed = z.string().startsWith('s1.');
 
-export const forwardJobSchema = z.object({
-  v: z.literal(1),
+/** At most this many forwards travel in one batch job (ids carry the index in 3 hex digits, 0xfff marks the batch). */
+export const MAX_BATCH_FORWARDS = 256;
+
+/**
+ * One forward as it travels inside a batch job. `url` is the target's origin and path in clear (for operators);
+ * the query string, which often carries API keys, is sealed like the headers and the body.
+ */
+export const forwardEntrySchema = z.object({
+  /** The forward's public id (`/mtls/jobs/{id}`): its batch job's id with the entry's index in the last 3 hex digits. */
+  id: z.string().length(36),
   accountId: z.string().min(1),
   /** '' when the caller sent no LP-service-name. */
   serviceName: z.string(),
+  /** Origin and path of LP-forward-url, as the caller sent them (the query is in `query`). */
   url: z.string().min(1),
+  /** Sealed query string, with its leading '?'; null when the URL had none. */
+  query: sealed.nullable(),
   method: z.enum(FORWARD_METHODS),
   /** LP-stop-if-certificate-not-found: true. */
   requireCertificate: z.boolean(),
@@ -43,7 +53,26 @@ export const forwardJobSchema = z.object({
   body: sealed.nullable(),
   enqueuedAt: z.number(),
 });
-export type ForwardJob = z.infer<typeof forwardJobSchema>;
+export type ForwardEntry = z.infer<typeof forwardEntrySchema>;
+
+/**
+ * A forward job: forwards that reached one API process together travel as one BullMQ job (group commit), so the
+ * job system's per-job work (add, fetch, finish, events, retention) is paid once per batch. A forward that needs
+ * another attempt continues alone in a retry job (`retry: true`, id = the forward's id) that BullMQ retries
+ * with backoff.
+ */
+export const forwardBatchSchema = z.object({
+  v: z.literal(2),
+  forwards: z.array(forwardEntrySchema).min(1).max(MAX_BATCH_FORWARDS),
+  /** Attempts each forward had before this job (a retry job continues a batch's forward). */
+  attemptsBefore: z.number().int().min(0),
+  /** Attempts a forward gets in all (FORWARD_ATTEMPTS when it was accepted). */
+  maxAttempts: z.number().int().min(1),
+  /** How long the job and its records are kept once finished, seconds. */
+  keepSeconds: z.number().int().min(1),
+  retry: z.boolean(),
+});
+export type ForwardBatch = z.infer<typeof forwardBatchSchema>;
 
 export const mtlsUseSchema = z.object({ used: z.boolean(), certificateId: z.string().optional() });
 export type MtlsUse = z.infer<typeof mtlsUseSchema>;
@@ -60,6 +89,10 @@ export const forwardResultSchema = z.object({
   finishedAt: z.number(),
 });
 export type ForwardResult = z.infer<typeof forwardResultSchema>;
+
+/** What a forward job returns to BullMQ: the forwards' own outcomes are records (see forward-records.ts). */
+export const forwardBatchResultSchema = z.object({ v: z.literal(2), forwards: z.number().int().min(0) });
+export type ForwardBatchResult = z.infer<typeof forwardBatchResultSchema>;
 
 export const mappingTupleSchema = z.object({
   accountId: z.string(),
@@ -81,7 +114,6 @@ export type MappingResult = z.infer<typeof mappingResultSchema>;
 
 /** The repeatable certificate-expiry check (added by a job scheduler, never by the API). */
 export const expiryJobSchema = z.object({ v: z.literal(1) });
-export type ExpiryJob = z.infer<typeof expiryJobSchema>;
 
 export const expiryResultSchema = z.object({
   v: z.literal(1),
@@ -112,7 +144,7 @@ export interface JobSpec<P extends z.ZodType, R extends z.ZodType> {
 }
 
 export const JOBS = {
-  forward: { queue: 'forward', payload: forwardJobSchema, result: forwardResultSchema },
+  forward: { queue: 'forward', payload: forwardBatchSchema, result: forwardBatchResultSchema },
   mapping: { queue: 'mapping', payload: mappingJobSchema, result: mappingResultSchema },
   expiry: { queue: 'expiry', payload: expiryJobSchema, result: expiryResultSchema },
 } as const satisfies Record<string, JobSpec<z.ZodType, z.ZodType>>;
@@ -137,13 +169,24 @@ export function retention(resultTtlSeconds: number): { removeOnComplete: { age: 
   return { removeOnComplete: { age: resultTtlSeconds }, removeOnFail: { age: resultTtlSeconds } };
 }
 
-/** The message a worker publishes on `replyTo` when a job has finished (completed, or failed for good). */
+/**
+ * A worker publishes an array of these on `replyTo` when forwards (or a mapping job) have finished for good,
+ * one message per reply channel for all the replies recorded together.
+ */
 export type ReplyMessage =
   | { id: string; ok: true; result?: unknown }
   | { id: string; ok: false; error: ErrorPayload };
 
 /** Results above this size are not inlined in the reply message; the API reads them from the job. */
 export const INLINE_REPLY_LIMIT = 64 * 1024;
+
+export function sealQuery(ring: KeyRing, jobId: string, query: string): string | null {
+  return query === '' ? null : sealBuffer(ring, Buffer.from(query, 'utf8'), `job:${jobId}:request-query`);
+}
+
+export function openQuery(ring: KeyRing, jobId: string, value: string | null): string {
+  return value === null ? '' : openBuffer(ring, value, `job:${jobId}:request-query`).toString('utf8');
+}
 
 export const replyChannel = (prefix: string, instanceId: string): string => `${prefix}:reply:${instanceId}`;
 
@@ -163,18 +206,4 @@ export function sealBody(ring: KeyRing, jobId: string, role: 'request' | 'respon
 
 export function openBody(ring: KeyRing, jobId: string, role: 'request' | 'response', value: string | null): Buffer {
   return value === null ? Buffer.alloc(0) : openBuffer(ring, value, `job:${jobId}:${role}-body`);
-}
-
-/** Parses a failedReason written by our processors (a JSON ErrorPayload); anything else becomes 'internal'. */
-export function errorPayloadOf(reason: string | undefined): ErrorPayload {
-  try {
-    const parsed = JSON.parse(reason ?? '') as Partial<ErrorPayload>;
-    if (isErrorCode(parsed.code)) {
-      const detail = typeof parsed.detail === 'string' ? parsed.detail : '';
-      return typeof parsed.retryAfter === 'number' ? { code: parsed.code, detail, retryAfter: parsed.retryAfter } : { code: parsed.code, detail };
-    }
-  } catch {
-    // not one of ours
-  }
-  return { code: 'internal', detail: 'the job failed' };
 }

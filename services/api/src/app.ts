@@ -6,6 +6,8 @@ import { RelayError } from '@mtls-relay/shared/errors';
 import type { Logger } from '@mtls-relay/shared/logging';
 import { errorHandler } from './problem.ts';
 import { requestHygiene } from './hygiene.ts';
+import type { JobQueues } from './clients/queue.ts';
+import type { ResultWaiter } from './clients/waiter.ts';
 import { forwardRouter } from './routes/forward.ts';
 import type { ForwardRouteDeps } from './routes/forward.ts';
 import { healthRouter } from './routes/health.ts';
@@ -24,6 +26,9 @@ import { metricsRouter } from './routes/metrics.ts';
 
 export interface AppDeps extends ForwardRouteDeps {
   logger: Logger;
+  /** The job queues (mapping checks, the queue dashboard) and the reply waiter. */
+  queues: JobQueues;
+  waiter: ResultWaiter;
   /** The certificate store (admin routes); changes are announced to the workers by its onChange hook. */
   store: CertificateStore;
   /** Request header lines allowed before 431 (the server's maxHeadersCount must be above it). */
@@ -69,7 +74,7 @@ export function createApp(deps: AppDeps): Express {
   app.use(docsRouter());
   if (deps.authenticate !== undefined) app.use(deps.authenticate);
   app.use(forwardRouter(deps));
-  app.use(jobsRouter({ ring: deps.ring, queues: deps.queues, canSee: (_req, res, accountId) => canAccessAccount(res, accountId) }));
+  app.use(jobsRouter({ ring: deps.ring, records: deps.records, canSee: (_req, res, accountId) => canAccessAccount(res, accountId) }));
   app.use(mappingsRouter({ store: deps.store, allowHttp: deps.allowHttp }));
   app.use(mappingCheckRouter({ queues: deps.queues, waiter: deps.waiter, syncWaitMs: deps.syncWaitMs }));
   // Cloudflare-shaped routes: settings before certificates (`settings` is not a certificate id); every

@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { loadConfig } from '@mtls-relay/shared/config';
 import { createKeyRing, resolveMasterKey } from '@mtls-relay/shared/crypto';
 import { ERROR_CATALOGUE } from '@mtls-relay/shared/errors';
+import { ForwardRecords } from '@mtls-relay/shared/forward-records';
 import { replyChannel } from '@mtls-relay/shared/jobs';
 import { createLogger, errorSummary } from '@mtls-relay/shared/logging';
 import { TargetPolicy } from '@mtls-relay/shared/net-policy';
@@ -15,6 +16,7 @@ import { CertificateStore, createBackend, storeChangeChannel } from '@mtls-relay
 import { createApp } from './app.ts';
 import { ApiMetrics } from './metrics.ts';
 import { IdempotencyKeys } from './clients/idempotency.ts';
+import { ForwardDispatcher } from './clients/dispatch.ts';
 import { JobQueues } from './clients/queue.ts';
 import { ResultWaiter } from './clients/waiter.ts';
 import { apiShutdown } from './shutdown.ts';
@@ -50,12 +52,24 @@ if (auth.devSecretFile !== undefined) {
 }
 logger.info(auth.summary, 'authentication configured');
 const subscriber = createRedis(redisEndpoint(config), 'subscriber', logger, `api-sub-${instanceId}`);
-const queues = new JobQueues(producer, {
-  prefix: config.QUEUE_PREFIX,
-  forwardAttempts: config.FORWARD_ATTEMPTS,
-  resultTtlSeconds: config.RESULT_TTL_SECONDS,
-}, logger);
-const waiter = new ResultWaiter(subscriber, replyChannel(config.QUEUE_PREFIX, instanceId), (id, name) => queues.finalOutcome(name, id), logger);
+const queues = new JobQueues(producer, { prefix: config.QUEUE_PREFIX, resultTtlSeconds: config.RESULT_TTL_SECONDS }, logger);
+const records = new ForwardRecords(producer, config.QUEUE_PREFIX);
+const waiter = new ResultWaiter(
+  subscriber,
+  replyChannel(config.QUEUE_PREFIX, instanceId),
+  (id, name) => (name === 'forward' ? records.outcome(id) : queues.mappingOutcome(id)),
+  logger,
+);
+const idempotency = new IdempotencyKeys(producer, config.QUEUE_PREFIX);
+const dispatcher = new ForwardDispatcher(
+  { ring, queues, waiter, idempotency, logger },
+  {
+    forwardAttempts: config.FORWARD_ATTEMPTS,
+    resultTtlSeconds: config.RESULT_TTL_SECONDS,
+    maxBatchBytes: config.FORWARD_BATCH_BYTES,
+    maxInFlight: config.FORWARD_BATCHES_IN_FLIGHT,
+  },
+);
 const backend = createBackend(config, { redis: producer, ring, logger });
 const changes = storeChangeChannel(config.QUEUE_PREFIX);
 // Every change is announced so that all workers drop their cached copy at once.
@@ -96,7 +110,9 @@ const app = createApp({
   ring,
   store,
   queues,
-  idempotency: new IdempotencyKeys(producer, config.QUEUE_PREFIX),
+  records,
+  dispatcher,
+  idempotency,
   waiter,
   bodyLimitBytes: config.BODY_LIMIT_BYTES,
   syncWaitMs: config.SYNC_WAIT_MS,

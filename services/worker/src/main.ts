@@ -5,11 +5,10 @@ import { loadConfig } from '@mtls-relay/shared/config';
 import { createKeyRing, resolveMasterKey } from '@mtls-relay/shared/crypto';
 import { createLogger, errorSummary } from '@mtls-relay/shared/logging';
 import { TargetPolicy } from '@mtls-relay/shared/net-policy';
-import { JOB_NAMES, JOBS, queueOptions } from '@mtls-relay/shared/jobs';
+import { JOB_NAMES } from '@mtls-relay/shared/jobs';
 import { createRegistry, registerClusterGauges, timedBackend } from '@mtls-relay/shared/metrics';
 import { queuesReady } from '@mtls-relay/shared/readiness';
 import { createRedis, redisEndpoint } from '@mtls-relay/shared/redis';
-import { Queue } from 'bullmq';
 import { createHostResolver } from '@mtls-relay/shared/target-dns';
 import { CertificateStore, createBackend, storeChangeChannel } from '@mtls-relay/shared/store';
 import { BreakerRegistry } from './breakers.ts';
@@ -21,8 +20,11 @@ import { createExpiryProcessor, scheduleExpiryCheck } from './processors/expiry.
 import { createForwardProcessor } from './processors/forward.ts';
 import { createMappingProcessor } from './processors/mapping.ts';
 import { CertificateResolver } from './resolver.ts';
+import type { Queue } from 'bullmq';
 import { workerShutdown } from './shutdown.ts';
-import { startWorkers } from './worker.ts';
+import { Limiter } from './limiter.ts';
+import { ForwardRecorder } from './recorder.ts';
+import { backoffDelay, producerQueue, retryJobAdder, startWorkers } from './worker.ts';
 
 let config;
 try {
@@ -91,11 +93,12 @@ const breakers = new BreakerRegistry(
 );
 
 // Producer-side handles on the queues: the expiry job's scheduler, the queue gauges and the readiness check.
-const queues = JOB_NAMES.map((name) => new Queue(JOBS[name].queue, { connection: commands, ...queueOptions(config.QUEUE_PREFIX) }));
+const queues = JOB_NAMES.map((name) => producerQueue(name, commands, config.QUEUE_PREFIX));
 for (const q of queues) q.on('error', (err) => logger.warn({ queue: q.name, ...errorSummary(err) }, 'queue error'));
 registerClusterGauges(registry, { queues, redis: commands, prefix: config.QUEUE_PREFIX });
 const metrics = new WorkerMetrics(breakers, registry);
 
+const retrySettings = { retryBaseDelayMs: config.RETRY_BASE_DELAY_MS, retryMaxDelayMs: 30_000 };
 const workers = startWorkers({
   processors: {
     forward: createForwardProcessor({
@@ -103,9 +106,16 @@ const workers = startWorkers({
       resolver,
       target,
       breakers,
+      recorder: new ForwardRecorder(commands, config.QUEUE_PREFIX, logger),
+      retry: retryJobAdder(queues[JOB_NAMES.indexOf('forward')] as Queue),
+      backoff: (attemptsMade, retryAfter) => backoffDelay(attemptsMade, retryAfter, retrySettings),
+      limiter: new Limiter(config.WORKER_CONCURRENCY),
+      observer: metrics,
       logger,
       allowHttp: config.ALLOW_HTTP_TARGETS,
       retryAfterCapSeconds: Math.floor(config.JOB_LOCK_MS / 1000),
+      instanceId,
+      takeoverWaitMs: config.TARGET_TIMEOUT_MS + 5_000,
     }),
     mapping: createMappingProcessor({ resolver }),
     expiry: createExpiryProcessor({ store, redis: commands, prefix: config.QUEUE_PREFIX, logger, intervalSeconds: config.CERT_EXPIRY_CHECK_SECONDS }),
@@ -114,12 +124,12 @@ const workers = startWorkers({
   connection,
   publisher: commands,
   logger,
+  instanceId,
   settings: {
     prefix: config.QUEUE_PREFIX,
     concurrency: config.WORKER_CONCURRENCY,
     lockDurationMs: config.JOB_LOCK_MS,
-    retryBaseDelayMs: config.RETRY_BASE_DELAY_MS,
-    retryMaxDelayMs: 30_000,
+    ...retrySettings,
   },
 });
 

@@ -2,22 +2,32 @@ import type { Job } from 'bullmq';
 import { Counter, Gauge, Histogram } from 'prom-client';
 import type { Registry } from 'prom-client';
 import { ERROR_CATALOGUE } from '@mtls-relay/shared/errors';
-import { errorPayloadOf, forwardResultSchema } from '@mtls-relay/shared/jobs';
+import type { ErrorCode } from '@mtls-relay/shared/errors';
+import type { ForwardResult } from '@mtls-relay/shared/jobs';
 import { createRegistry, LATENCY_BUCKETS, METRIC_PREFIX, statusClass } from '@mtls-relay/shared/metrics';
 import type { BreakerRegistry } from './breakers.ts';
 
 /** Open and half-open breakers exported one series per origin, at most this many (closed ones only as a count). */
 export const MAX_BREAKER_SERIES = 100;
 
-/** What worker.ts tells about every finished attempt. */
+/** What worker.ts tells about every finished job attempt (a forward job carries a batch of forwards). */
 export interface JobObserver {
-  completed(queue: string, job: Job, result: unknown): void;
+  completed(queue: string, job: Job): void;
   /** `final`: no retry follows. */
-  failed(queue: string, job: Job, err: Error, final: boolean): void;
+  failed(queue: string, job: Job, final: boolean): void;
+}
+
+/** What the forward processor tells about each forward. */
+export interface ForwardObserver {
+  forwardCompleted(result: ForwardResult): void;
+  /** The forward ended with this relay error. */
+  forwardFailed(code: ErrorCode): void;
+  /** An attempt failed; `final`: no other attempt follows. */
+  attemptFailed(code: ErrorCode, final: boolean): void;
 }
 
 /** The worker's own metrics: forward outcomes, job timings, circuit breakers (plus the shared store timing). */
-export class WorkerMetrics implements JobObserver {
+export class WorkerMetrics implements JobObserver, ForwardObserver {
   readonly registry: Registry;
   readonly #forwards: Counter<'status_class' | 'mtls'>;
   readonly #attemptErrors: Counter<'code' | 'final'>;
@@ -89,18 +99,23 @@ export class WorkerMetrics implements JobObserver {
     }
   }
 
-  completed(queue: string, job: Job, result: unknown): void {
+  completed(queue: string, job: Job): void {
     this.#timings(queue, job, 'completed');
-    if (queue !== 'forward') return;
-    const parsed = forwardResultSchema.safeParse(result);
-    if (parsed.success) this.#forwards.inc({ status_class: statusClass(parsed.data.status), mtls: parsed.data.mtls.used ? 'used' : 'none' });
   }
 
-  failed(queue: string, job: Job, err: Error, final: boolean): void {
+  failed(queue: string, job: Job, final: boolean): void {
     this.#timings(queue, job, final ? 'failed' : 'retried');
-    if (queue !== 'forward') return;
-    const { code } = errorPayloadOf(err.message);
+  }
+
+  forwardCompleted(result: ForwardResult): void {
+    this.#forwards.inc({ status_class: statusClass(result.status), mtls: result.mtls.used ? 'used' : 'none' });
+  }
+
+  forwardFailed(code: ErrorCode): void {
+    this.#forwards.inc({ status_class: statusClass(ERROR_CATALOGUE[code].status), mtls: 'none' });
+  }
+
+  attemptFailed(code: ErrorCode, final: boolean): void {
     this.#attemptErrors.inc({ code, final: String(final) });
-    if (final) this.#forwards.inc({ status_class: statusClass(ERROR_CATALOGUE[code].status), mtls: 'none' });
   }
 }

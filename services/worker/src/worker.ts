@@ -1,8 +1,9 @@
-import { Worker } from 'bullmq';
+import { Queue, Worker } from 'bullmq';
 import type { Job, Processor } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { errorPayloadOf, INLINE_REPLY_LIMIT, JOB_NAMES, JOBS } from '@mtls-relay/shared/jobs';
-import type { JobName, ReplyMessage } from '@mtls-relay/shared/jobs';
+import { decodeFailure } from '@mtls-relay/shared/errors';
+import { JOB_NAMES, JOBS, queueOptions, retention } from '@mtls-relay/shared/jobs';
+import type { ForwardBatch, ForwardEntry, JobName, ReplyMessage } from '@mtls-relay/shared/jobs';
 import { errorSummary } from '@mtls-relay/shared/logging';
 import type { Logger } from '@mtls-relay/shared/logging';
 import type { JobObserver } from './metrics.ts';
@@ -10,6 +11,7 @@ import { AttemptError } from './processors/forward.ts';
 
 export interface WorkerSettings {
   prefix: string;
+  /** Jobs one process holds at once per queue (a forward job carries a batch). */
   concurrency: number;
   lockDurationMs: number;
   retryBaseDelayMs: number;
@@ -18,19 +20,38 @@ export interface WorkerSettings {
 }
 
 /**
- * Exponential backoff with full jitter; a target's Retry-After (carried by AttemptError) is a floor.
- * BullMQ calls this for jobs whose backoff type is 'jitter'.
+ * Exponential backoff with full jitter; a target's Retry-After is a floor. `attemptsMade` counts every attempt
+ * of the forward so far (those of its batch job included).
  */
-export function backoffDelay(attemptsMade: number, err: unknown, settings: Pick<WorkerSettings, 'retryBaseDelayMs' | 'retryMaxDelayMs'>): number {
+export function backoffDelay(attemptsMade: number, retryAfterSeconds: number | undefined, settings: Pick<WorkerSettings, 'retryBaseDelayMs' | 'retryMaxDelayMs'>): number {
   const ceiling = Math.min(settings.retryMaxDelayMs, settings.retryBaseDelayMs * 2 ** Math.max(0, attemptsMade - 1));
   const jittered = Math.floor(Math.random() * ceiling);
-  const retryAfter = err instanceof AttemptError && err.retryAfter !== undefined ? err.retryAfter * 1000 : 0;
-  return Math.max(jittered, retryAfter);
+  return Math.max(jittered, (retryAfterSeconds ?? 0) * 1000);
+}
+
+/** Adds the retry job that continues one forward of a batch: its id is the forward's id, BullMQ retries it with backoff. */
+export function retryJobAdder(queue: Queue): (entry: ForwardEntry, next: { attemptsBefore: number; maxAttempts: number; keepSeconds: number; delayMs: number }) => Promise<void> {
+  return async (entry, next) => {
+    const data: ForwardBatch = { v: 2, forwards: [entry], attemptsBefore: next.attemptsBefore, maxAttempts: next.maxAttempts, keepSeconds: next.keepSeconds, retry: true };
+    await queue.add('forward', data, {
+      jobId: entry.id,
+      delay: next.delayMs,
+      attempts: Math.max(1, next.maxAttempts - next.attemptsBefore),
+      backoff: { type: 'jitter' },
+      ...retention(next.keepSeconds),
+    });
+  };
+}
+
+/** The queue handle a worker adds retry jobs and schedules with (not a consumer). */
+export function producerQueue(name: JobName, connection: Redis, prefix: string): Queue {
+  return new Queue(JOBS[name].queue, { connection, ...queueOptions(prefix) });
 }
 
 /**
  * Starts one BullMQ Worker per job name. Every job name in the catalogue must have a processor, or startup
- * fails. When a job finishes for good, the waiting API process is told on its reply channel.
+ * fails. Forward jobs reply per forward from their processor (recorder.ts); a mapping job's waiting api process
+ * is told on its reply channel when the job finishes for good.
  */
 export function startWorkers(deps: {
   processors: Record<JobName, Processor>;
@@ -38,7 +59,9 @@ export function startWorkers(deps: {
   publisher: Redis;
   logger: Logger;
   settings: WorkerSettings;
-  /** Told of every finished attempt (metrics). */
+  /** Names this process on the jobs it takes (BullMQ's processedBy). */
+  instanceId: string;
+  /** Told of every finished job attempt (metrics). */
   observer?: JobObserver;
 }): Worker[] {
   const missing = JOB_NAMES.filter((name) => typeof deps.processors[name] !== 'function');
@@ -48,25 +71,33 @@ export function startWorkers(deps: {
     const worker = new Worker(JOBS[name].queue, deps.processors[name], {
       connection: deps.connection,
       prefix: deps.settings.prefix,
+      name: deps.instanceId,
       concurrency: deps.settings.concurrency,
       lockDuration: deps.settings.lockDurationMs,
       // Look for jobs whose worker died as often as a lock can expire.
       stalledInterval: Math.min(30_000, deps.settings.lockDurationMs),
       maxStalledCount: 1,
-      settings: { backoffStrategy: (attemptsMade, _type, err) => backoffDelay(attemptsMade, err, deps.settings) },
+      settings: {
+        backoffStrategy: (attemptsMade, _type, err, job) =>
+          backoffDelay(
+            attemptsMade + Number((job?.data as { attemptsBefore?: unknown } | undefined)?.attemptsBefore ?? 0),
+            err instanceof AttemptError ? err.retryAfter : undefined,
+            deps.settings,
+          ),
+      },
     });
     const log = deps.logger.child({ queue: JOBS[name].queue });
     worker.on('error', (err) => log.error(errorSummary(err), 'worker error'));
     worker.on('stalled', (jobId) => log.warn({ jobId }, 'job stalled: its worker stopped renewing the lock'));
     worker.on('completed', (job: Job, result: unknown) => {
-      deps.observer?.completed(name, job, result);
-      void reply(deps.publisher, job, { id: job.id as string, ok: true, result }, log);
+      deps.observer?.completed(name, job);
+      if (name === 'mapping') void reply(deps.publisher, job, { id: job.id as string, ok: true, result }, log);
     });
     worker.on('failed', (job: Job | undefined, err: Error) => {
-      if (job !== undefined) deps.observer?.failed(name, job, err, job.finishedOn !== undefined);
+      if (job !== undefined) deps.observer?.failed(name, job, job.finishedOn !== undefined);
       // Only a final failure is announced; a failed attempt that will be retried is not.
-      if (job === undefined || job.finishedOn === undefined) return;
-      void reply(deps.publisher, job, { id: job.id as string, ok: false, error: errorPayloadOf(err.message) }, log);
+      if (name !== 'mapping' || job === undefined || job.finishedOn === undefined) return;
+      void reply(deps.publisher, job, { id: job.id as string, ok: false, error: decodeFailure(err.message) }, log);
     });
     return worker;
   });
@@ -75,11 +106,8 @@ export function startWorkers(deps: {
 async function reply(publisher: Redis, job: Job, message: ReplyMessage, log: Logger): Promise<void> {
   const channel = (job.data as { replyTo?: unknown }).replyTo;
   if (typeof channel !== 'string') return;
-  let text = JSON.stringify(message);
-  // Large results stay in the job; the API fetches them when told the job is done.
-  if (text.length > INLINE_REPLY_LIMIT && message.ok) text = JSON.stringify({ id: message.id, ok: true });
   try {
-    await publisher.publish(channel, text);
+    await publisher.publish(channel, JSON.stringify([message]));
   } catch (err) {
     // The API falls back to reading the job's state when its wait runs out.
     log.warn({ jobId: job.id, ...errorSummary(err) }, 'could not publish job reply');

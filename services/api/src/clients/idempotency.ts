@@ -36,24 +36,45 @@ export class IdempotencyKeys {
     return `${this.#prefix}:${accountId}:${sha256(key)}`;
   }
 
-  /** Claims the key for `jobId`; returns null when claimed, or the earlier claim. */
-  async claim(accountId: string, key: string, claim: IdempotencyClaim): Promise<IdempotencyClaim | null> {
+  /**
+   * Claims several keys in one round trip (`SET … NX GET`, Redis 7): for each, null when claimed now, or the
+   * earlier claim. Throws RelayError queue_unavailable when Redis does not answer (a claim may then land later:
+   * see `releaseStale`).
+   */
+  async claimMany(claims: ReadonlyArray<{ accountId: string; key: string; claim: IdempotencyClaim }>): Promise<Array<IdempotencyClaim | null>> {
+    let replies: Array<[Error | null, unknown]> | null;
     try {
-      const k = this.#key(accountId, key);
-      const set = await this.#redis.set(k, JSON.stringify(claim), 'EX', IDEMPOTENCY_TTL_SECONDS, 'NX');
-      if (set === 'OK') return null;
-      const existing = await this.#redis.get(k);
-      return existing === null ? await this.claim(accountId, key, claim) : (JSON.parse(existing) as IdempotencyClaim);
+      const pipeline = this.#redis.pipeline();
+      for (const c of claims) pipeline.set(this.#key(c.accountId, c.key), JSON.stringify(c.claim), 'EX', IDEMPOTENCY_TTL_SECONDS, 'NX', 'GET');
+      replies = await pipeline.exec();
     } catch (cause) {
-      if (cause instanceof SyntaxError) throw new RelayError('internal', 'an idempotency record is unreadable', { cause });
       throw new RelayError('queue_unavailable', 'Redis is unavailable; nothing was enqueued', { cause, retryAfter: 1 });
     }
+    return claims.map((_, i) => {
+      const [err, value] = replies?.[i] ?? [new Error('no reply'), null];
+      if (err !== null) throw new RelayError('queue_unavailable', 'Redis is unavailable; nothing was enqueued', { cause: err, retryAfter: 1 });
+      if (value === null) return null;
+      try {
+        return JSON.parse(String(value)) as IdempotencyClaim;
+      } catch (cause) {
+        throw new RelayError('internal', 'an idempotency record is unreadable', { cause });
+      }
+    });
   }
 
-  /** Gives the key up again (the job could not be enqueued). */
-  async release(accountId: string, key: string, jobId: string): Promise<void> {
+  /** Gives the key up again, if it is still this claim's (the job could not be enqueued, or never existed). */
+  async release(accountId: string, key: string, jobId: string): Promise<boolean> {
     const k = this.#key(accountId, key);
-    const existing = await this.#redis.get(k).catch(() => null);
-    if (existing !== null && (JSON.parse(existing) as IdempotencyClaim).jobId === jobId) await this.#redis.del(k).catch(() => 0);
+    try {
+      return (await this.#redis.eval(RELEASE_IF_JOB, 1, k, jobId)) === 1;
+    } catch {
+      return false;
+    }
   }
 }
+
+/** Deletes the claim only if it still names this job (compare-and-delete in one step). */
+const RELEASE_IF_JOB = `
+local v = redis.call('GET', KEYS[1])
+if v and cjson.decode(v).jobId == ARGV[1] then redis.call('DEL', KEYS[1]) return 1 end
+return 0`;

@@ -2,22 +2,27 @@ import type { Redis } from 'ioredis';
 import type { JobName, ReplyMessage } from '@mtls-relay/shared/jobs';
 import type { Logger } from '@mtls-relay/shared/logging';
 
-/** Reads a finished job's outcome from its queue; null while the job is not finished (or is gone). */
+/** Reads a finished job's outcome from Redis; null while the job is not finished (or is gone). */
 export type FinalOutcome = (jobId: string, jobName: JobName) => Promise<ReplyMessage | null>;
 
 interface Waiting {
   readonly jobName: JobName;
+  readonly since: number;
   resolve: (outcome: ReplyMessage | null) => void;
   timer: NodeJS.Timeout | undefined;
 }
 
+/** A wait older than this is checked against Redis every RECHECK_MS, in case its reply was lost. */
+export const RECHECK_MS = 1_000;
+
 /**
  * Delivers job outcomes to the requests waiting for them through ONE pub/sub subscription per process
- * (never a listener per request). Workers publish on this process's reply channel when a job finishes.
+ * (never a listener per request). Workers publish on this process's reply channel when forwards finish,
+ * several replies in one message.
  *
- * The wait is registered before the job is enqueued, so a job that finishes at once is not missed. Messages
- * lost while the subscription was down are made up for by reading the job's state when the connection comes
- * back and once more when a wait runs out.
+ * The wait is registered before the job is enqueued, so a job that finishes at once is not missed. A reply can
+ * still be lost (the subscription was down, or the worker died between recording and publishing): every wait
+ * older than a second is checked against the recorded outcome once a second, and once more when it runs out.
  */
 export class ResultWaiter {
   readonly channel: string;
@@ -25,6 +30,7 @@ export class ResultWaiter {
   readonly #final: FinalOutcome;
   readonly #logger: Logger;
   readonly #waiting = new Map<string, Waiting>();
+  #recheck: NodeJS.Timeout | undefined;
 
   constructor(subscriber: Redis, channel: string, final: FinalOutcome, logger: Logger) {
     this.#subscriber = subscriber;
@@ -37,8 +43,10 @@ export class ResultWaiter {
     this.#subscriber.on('message', (channel: string, text: string) => {
       if (channel === this.channel) this.#onMessage(text);
     });
-    this.#subscriber.on('ready', () => this.#recheckAll());
+    this.#subscriber.on('ready', () => this.#recheckOlderThan(0));
     await this.#subscriber.subscribe(this.channel);
+    this.#recheck = setInterval(() => this.#recheckOlderThan(RECHECK_MS), RECHECK_MS);
+    this.#recheck.unref();
   }
 
   get pending(): number {
@@ -46,7 +54,7 @@ export class ResultWaiter {
   }
 
   /**
-   * Registers interest in `jobId` (a job of `jobName`, whose queue is read when a reply may have been lost).
+   * Registers interest in `jobId` (a job of `jobName`, whose outcome is read when a reply may have been lost).
    * Call before enqueueing; then `wait` for the outcome, or `cancel` when the job could not be enqueued.
    */
   register(jobId: string, jobName: JobName = 'forward'): { wait: (timeoutMs: number) => Promise<ReplyMessage | null>; cancel: () => void } {
@@ -54,7 +62,7 @@ export class ResultWaiter {
     const promise = new Promise<ReplyMessage | null>((r) => {
       resolve = r;
     });
-    const entry: Waiting = { jobName, resolve, timer: undefined };
+    const entry: Waiting = { jobName, since: Date.now(), resolve, timer: undefined };
     this.#waiting.set(jobId, entry);
     return {
       wait: (timeoutMs) => {
@@ -66,16 +74,6 @@ export class ResultWaiter {
     };
   }
 
-  /** Waits for a job that was enqueued earlier (an async job polled with wait=N). */
-  async waitFor(jobId: string, timeoutMs: number, jobName: JobName = 'forward'): Promise<ReplyMessage | null> {
-    const handle = this.register(jobId, jobName);
-    const already = await this.#final(jobId, jobName).catch(() => null);
-    if (already !== null) {
-      this.#settle(jobId, already);
-    }
-    return handle.wait(timeoutMs);
-  }
-
   #settle(jobId: string, outcome: ReplyMessage | null): void {
     const entry = this.#waiting.get(jobId);
     if (entry === undefined) return;
@@ -85,34 +83,38 @@ export class ResultWaiter {
   }
 
   #onMessage(text: string): void {
-    let message: ReplyMessage;
+    let parsed: unknown;
     try {
-      message = JSON.parse(text) as ReplyMessage;
+      parsed = JSON.parse(text);
     } catch {
       return;
     }
-    const entry = this.#waiting.get(message.id);
-    if (entry === undefined) return;
-    if (message.ok && message.result === undefined) {
-      // The result was too large to inline: read it from the job.
-      void this.#final(message.id, entry.jobName)
-        .then((outcome) => this.#settle(message.id, outcome))
-        .catch(() => this.#settle(message.id, null));
-      return;
+    for (const message of Array.isArray(parsed) ? (parsed as ReplyMessage[]) : [parsed as ReplyMessage]) {
+      const entry = this.#waiting.get(message.id);
+      if (entry === undefined) continue;
+      if (message.ok && message.result === undefined) {
+        // The result was too large to inline: read it from its record.
+        void this.#final(message.id, entry.jobName)
+          .then((outcome) => this.#settle(message.id, outcome))
+          .catch(() => this.#settle(message.id, null));
+        continue;
+      }
+      this.#settle(message.id, message);
     }
-    this.#settle(message.id, message);
   }
 
   async #expire(jobId: string): Promise<void> {
-    // A reply may have been lost (subscriber reconnect): look at the job itself once before giving up.
+    // A reply may have been lost: look at the recorded outcome once before giving up.
     const entry = this.#waiting.get(jobId);
     if (entry === undefined) return;
     const outcome = await this.#final(jobId, entry.jobName).catch(() => null);
     this.#settle(jobId, outcome);
   }
 
-  #recheckAll(): void {
+  #recheckOlderThan(ageMs: number): void {
+    const now = Date.now();
     for (const [jobId, entry] of this.#waiting) {
+      if (now - entry.since < ageMs) continue;
       void this.#final(jobId, entry.jobName)
         .then((outcome) => {
           if (outcome !== null) this.#settle(jobId, outcome);
@@ -123,6 +125,7 @@ export class ResultWaiter {
 
   /** Ends every wait with no outcome (shutdown): callers answer 504 with the job's Location. */
   closeAll(): void {
+    if (this.#recheck !== undefined) clearInterval(this.#recheck);
     for (const jobId of [...this.#waiting.keys()]) this.#settle(jobId, null);
   }
 }

@@ -1,83 +1,63 @@
 import express from 'express';
 import type { Request, Response, Router } from 'express';
-import type { Job } from 'bullmq';
 import type { KeyRing } from '@mtls-relay/shared/crypto';
 import { RelayError } from '@mtls-relay/shared/errors';
-import { errorPayloadOf, forwardResultSchema, openHeaders } from '@mtls-relay/shared/jobs';
-import type { JobQueues } from '../clients/queue.ts';
+import type { ForwardRecords, ForwardView } from '@mtls-relay/shared/forward-records';
+import { openHeaders } from '@mtls-relay/shared/jobs';
 import { groupHeaders } from '@mtls-relay/shared/http';
-import { sendOutcome } from '../respond.ts';
-
-export type PublicState = 'queued' | 'active' | 'completed' | 'failed';
-
-function publicState(state: string): PublicState | undefined {
-  if (state === 'active') return 'active';
-  if (state === 'completed') return 'completed';
-  if (state === 'failed') return 'failed';
-  if (['waiting', 'delayed', 'prioritized', 'waiting-children', 'wait', 'paused'].includes(state)) return 'queued';
-  return undefined;
-}
-
-const JOB_ID = /^[0-9a-f-]{36}$/;
+import { jobLocation, sendOutcome } from '../respond.ts';
 
 export interface JobsRouteDeps {
   ring: KeyRing;
-  queues: JobQueues;
+  records: ForwardRecords;
   /** May the caller see jobs of this account? (wired by the auth layer) */
-  canSee?: (req: Request, res: Response, accountId: string) => boolean;
+  canSee: (req: Request, res: Response, accountId: string) => boolean;
 }
 
 /** `GET /mtls/jobs/:jobId` (status) and `GET /mtls/jobs/:jobId/response` (the target's response, replayed). */
 export function jobsRouter(deps: JobsRouteDeps): Router {
   const router = express.Router();
 
-  const load = async (req: Request, res: Response): Promise<{ job: Job; state: PublicState }> => {
+  const load = async (req: Request, res: Response): Promise<ForwardView> => {
     const jobId = String(req.params['jobId']);
-    if (!JOB_ID.test(jobId)) throw new RelayError('not_found', 'no such job');
-    const job = await deps.queues.getJob('forward', jobId);
-    if (job === undefined) throw new RelayError('not_found', 'no such job (unknown, or its result has expired)');
-    const accountId = String((job.data as { accountId?: unknown }).accountId ?? '');
-    if (deps.canSee !== undefined && !deps.canSee(req, res, accountId)) throw new RelayError('not_found', 'no such job');
-    const state = publicState(await job.getState());
-    if (state === undefined) throw new RelayError('not_found', 'no such job (unknown, or its result has expired)');
-    return { job, state };
+    let view: ForwardView | undefined;
+    try {
+      view = await deps.records.view(jobId);
+    } catch (cause) {
+      throw new RelayError('queue_unavailable', 'the job queue (Redis) is unavailable', { cause, retryAfter: 1 });
+    }
+    // One answer for "not there" and "not yours".
+    if (view === undefined || !deps.canSee(req, res, view.accountId)) throw new RelayError('not_found', 'no such job (unknown, expired, or not visible to these credentials)');
+    return view;
   };
 
   router.get('/mtls/jobs/:jobId', async (req: Request, res: Response) => {
-    const { job, state } = await load(req, res);
-    const parsed = state === 'completed' ? forwardResultSchema.safeParse(job.returnvalue) : undefined;
-    const result = parsed?.success === true ? parsed.data : undefined;
+    const view = await load(req, res);
+    const outcome = view.outcome;
+    const result = outcome?.ok === true ? (outcome.result as { status: number; headers: string; mtls: { used: boolean; certificateId?: string } }) : undefined;
     res.setHeader('Cache-Control', 'no-store');
     res.json({
-      id: job.id,
-      state,
-      attempts: job.attemptsMade,
-      createdAt: new Date(job.timestamp).toISOString(),
-      finishedAt: job.finishedOn === undefined ? null : new Date(job.finishedOn).toISOString(),
+      id: view.id,
+      state: view.state,
+      attempts: view.attempts,
+      createdAt: new Date(view.createdAt).toISOString(),
+      finishedAt: view.finishedAt === undefined ? null : new Date(view.finishedAt).toISOString(),
       mtls: result?.mtls ?? null,
-      response:
-        result === undefined
-          ? null
-          : { status: result.status, headers: headerObject(openHeaders(deps.ring, job.id as string, 'response', result.headers)) },
-      error: state === 'failed' ? errorPayloadOf(job.failedReason) : null,
+      response: result === undefined ? null : { status: result.status, headers: headerObject(openHeaders(deps.ring, view.id, 'response', result.headers)) },
+      error: outcome?.ok === false ? outcome.error : null,
     });
   });
 
   router.get('/mtls/jobs/:jobId/response', async (req: Request, res: Response) => {
-    const { job, state } = await load(req, res);
-    const jobId = job.id as string;
-    if (state === 'completed') {
-      sendOutcome(res, deps.ring, { id: jobId, ok: true, result: job.returnvalue });
-      return;
-    }
-    if (state === 'failed') {
-      sendOutcome(res, deps.ring, { id: jobId, ok: false, error: errorPayloadOf(job.failedReason) });
+    const view = await load(req, res);
+    if (view.outcome !== undefined) {
+      sendOutcome(res, deps.ring, view.outcome);
       return;
     }
     res.status(202);
     res.setHeader('Retry-After', '1');
-    res.setHeader('Location', `/mtls/jobs/${jobId}`);
-    res.json({ jobId, state });
+    res.setHeader('Location', jobLocation(view.id));
+    res.json({ jobId: view.id, state: view.state });
   });
 
   return router;

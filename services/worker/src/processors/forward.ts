@@ -1,29 +1,45 @@
 import { UnrecoverableError } from 'bullmq';
 import type { Job } from 'bullmq';
 import type { KeyRing } from '@mtls-relay/shared/crypto';
-import { RelayError, StoreError, toErrorPayload } from '@mtls-relay/shared/errors';
+import { encodeFailure, RelayError, StoreError, toErrorPayload } from '@mtls-relay/shared/errors';
+import type { ForwardRecord } from '@mtls-relay/shared/forward-records';
 import { relayableResponseHeaders } from '@mtls-relay/shared/http';
-import { forwardJobSchema, IDEMPOTENT_METHODS, openBody, openHeaders, sealBody, sealHeaders } from '@mtls-relay/shared/jobs';
-import type { ForwardJob, ForwardResult, HeaderList } from '@mtls-relay/shared/jobs';
+import { forwardBatchSchema, IDEMPOTENT_METHODS, openBody, openHeaders, openQuery, sealBody, sealHeaders } from '@mtls-relay/shared/jobs';
+import type { ForwardBatch, ForwardBatchResult, ForwardEntry, ForwardResult, HeaderList } from '@mtls-relay/shared/jobs';
 import type { Logger } from '@mtls-relay/shared/logging';
 import { parseTargetUrl } from '@mtls-relay/shared/url';
 import type { BreakerRegistry } from '../breakers.ts';
 import type { TargetClient } from '../clients/target.ts';
+import type { ForwardObserver } from '../metrics.ts';
 import { parseRetryAfter, RETRYABLE_STATUS, retryClassOf } from '../outcome.ts';
+import type { ForwardRecorder } from '../recorder.ts';
 import type { CertificateResolver } from '../resolver.ts';
+import type { Limiter } from '../limiter.ts';
 
 export interface ForwardDeps {
   ring: KeyRing;
   resolver: CertificateResolver;
   target: TargetClient;
   breakers: BreakerRegistry;
+  recorder: ForwardRecorder;
+  /** Adds the retry job that continues a batch's forward after a failed attempt. */
+  retry: (entry: ForwardEntry, next: { attemptsBefore: number; maxAttempts: number; keepSeconds: number; delayMs: number }) => Promise<void>;
+  /** Backoff before the next attempt (exponential with jitter; a Retry-After is a floor). */
+  backoff: (attemptsMade: number, retryAfterSeconds: number | undefined) => number;
+  /** Bounds the forwards this process sends at once (WORKER_CONCURRENCY), over all its jobs. */
+  limiter: Limiter;
+  observer: ForwardObserver;
   logger: Logger;
   allowHttp: boolean;
   /** Upper bound for a target's Retry-After that we honour, in seconds. */
   retryAfterCapSeconds: number;
+  /** This process's id: noted on the jobs it runs, looked for when one is taken over. */
+  instanceId: string;
+  /** How long a takeover waits for a still-connected previous runner to record its forwards. */
+  takeoverWaitMs: number;
 }
 
-/** A failed attempt that BullMQ may retry; `retryAfter` (seconds) feeds the backoff strategy. */
+/** A failed attempt that BullMQ may retry (retry jobs only); `retryAfter` (seconds) feeds the backoff strategy. */
 export class AttemptError extends Error {
   readonly retryAfter: number | undefined;
   constructor(payload: string, retryAfter: number | undefined) {
@@ -33,67 +49,143 @@ export class AttemptError extends Error {
   }
 }
 
-/** May this job's request be sent again after it possibly reached the target? */
-export function isRetrySafe(job: Pick<ForwardJob, 'method' | 'idempotencyKey'>): boolean {
-  return IDEMPOTENT_METHODS.has(job.method) || job.idempotencyKey !== undefined;
+/** May this forward be sent again after it possibly reached the target? */
+export function isRetrySafe(entry: Pick<ForwardEntry, 'method' | 'idempotencyKey'>): boolean {
+  return IDEMPOTENT_METHODS.has(entry.method) || entry.idempotencyKey !== undefined;
 }
 
-export function createForwardProcessor(deps: ForwardDeps): (job: Job) => Promise<ForwardResult> {
+/**
+ * What to do after a failed attempt: `retry` (another attempt follows), or `final` (the failure is the outcome).
+ * Before-send failures are retried for every method; after-send ones only when the forward is retry-safe.
+ */
+export function afterFailure(err: RelayError, entry: Pick<ForwardEntry, 'method' | 'idempotencyKey'>, lastAttempt: boolean): 'retry' | 'final' {
+  const retryClass = retryClassOf(err.code);
+  const retryable = retryClass === 'before-send' || (retryClass === 'after-send' && isRetrySafe(entry));
+  return retryable && !lastAttempt ? 'retry' : 'final';
+}
+
+/**
+ * The forward job processor. A job carries a batch of forwards (jobs.ts): each is sent on its own, recorded as
+ * soon as it finishes (recorder.ts, which also replies to the waiting api), and the job completes once every
+ * forward is recorded. A forward that needs another attempt continues in a retry job of its own; a retry job
+ * (one forward) is retried by BullMQ with backoff.
+ *
+ * A job taken over from another run (its lock expired) first looks at what is recorded: recorded forwards are
+ * done. If the previous runner is still connected to Redis (it was only cut off by a stalled Redis), the takeover
+ * waits for it to record what it sent. What is still unrecorded after that may have reached the target: it is
+ * sent again only when retry-safe, otherwise it ends as `delivery_uncertain`.
+ */
+export function createForwardProcessor(deps: ForwardDeps): (job: Job) => Promise<ForwardBatchResult> {
   return async (job) => {
     const jobId = job.id as string;
-    const parsed = forwardJobSchema.safeParse(job.data);
-    if (!parsed.success) throw new UnrecoverableError(JSON.stringify({ code: 'invalid_job', detail: 'the job payload is not valid' }));
-    const data = parsed.data;
-    const log = deps.logger.child({ jobId, accountId: data.accountId, requestId: data.requestId });
-    const lastAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
-    const started = Date.now();
-    log.debug({ attempt: job.attemptsMade + 1, started: job.attemptsStarted }, 'forward attempt started');
+    const parsed = forwardBatchSchema.safeParse(job.data);
+    if (!parsed.success) throw new UnrecoverableError(encodeFailure(new RelayError('invalid_job', 'the job payload is not valid')));
+    const batch = parsed.data;
+    const takenOver = job.attemptsStarted > job.attemptsMade + 1;
+    let todo = batch.forwards;
+    if (takenOver) todo = await unrecordedAfterTakeover(deps, jobId, batch);
+    deps.recorder.markRunner(jobId, deps.instanceId);
 
-    try {
-      // A job that was started more often than it failed was taken over from a worker that died mid-request.
-      if (job.attemptsStarted > job.attemptsMade + 1 && !isRetrySafe(data)) {
-        throw new RelayError('delivery_uncertain', `the worker handling this ${data.method} stopped mid-request; it was not sent again because it is not idempotent and had no Idempotency-Key`);
-      }
-      const result = await forwardOnce(deps, jobId, data, lastAttempt);
-      log.info(
-        { status: result.status, bytes: result.bodyBytes, mtls: result.mtls.used, attempt: job.attemptsMade + 1, ms: Date.now() - started },
-        'forwarded',
-      );
-      return result;
-    } catch (err) {
-      const relayErr = toRelayError(err);
-      const retryClass = retryClassOf(relayErr.code);
-      const retryable = retryClass === 'before-send' || (retryClass === 'after-send' && isRetrySafe(data));
-      log.warn(
-        { code: relayErr.code, attempt: job.attemptsMade + 1, willRetry: retryable && !lastAttempt, ms: Date.now() - started },
-        'forward attempt failed',
-      );
-      const payload = JSON.stringify(toErrorPayload(relayErr));
-      if (retryable && !lastAttempt) throw new AttemptError(payload, relayErr.retryAfter);
-      throw new UnrecoverableError(payload);
-    }
+    const attempt = batch.attemptsBefore + job.attemptsMade + 1;
+    const run: RunContext = { jobId, batch, attempt, lastAttempt: attempt >= batch.maxAttempts, takenOver };
+    const outcomes = await Promise.allSettled(todo.map((entry) => deps.limiter.run(() => runForward(deps, run, entry))));
+    // Only a retry job (one forward) throws: AttemptError for BullMQ's backoff, UnrecoverableError when final.
+    const thrown = outcomes.find((o) => o.status === 'rejected');
+    if (thrown !== undefined) throw thrown.reason;
+    return { v: 2, forwards: batch.forwards.length };
   };
 }
 
-async function forwardOnce(deps: ForwardDeps, jobId: string, data: ForwardJob, lastAttempt: boolean): Promise<ForwardResult> {
-  const url = parseTargetUrl(data.url, { allowHttp: deps.allowHttp });
-  const resolution = await deps.resolver.resolve(data.accountId, data.serviceName, url);
-  if (resolution.material === null && (data.requireCertificate || resolution.hostRequiresCertificate)) {
+interface RunContext {
+  jobId: string;
+  batch: ForwardBatch;
+  attempt: number;
+  lastAttempt: boolean;
+  takenOver: boolean;
+}
+
+async function unrecordedAfterTakeover(deps: ForwardDeps, jobId: string, batch: ForwardBatch): Promise<ForwardEntry[]> {
+  const ids = batch.forwards.map((f) => f.id);
+  let recorded = await deps.recorder.recorded(jobId, ids);
+  const previous = await deps.recorder.runnerOf(jobId);
+  const deadline = Date.now() + deps.takeoverWaitMs;
+  while (recorded.size < ids.length && previous !== null && Date.now() < deadline && (await deps.recorder.isConnected(previous))) {
+    await new Promise((r) => setTimeout(r, 200));
+    recorded = await deps.recorder.recorded(jobId, ids);
+  }
+  deps.logger.warn({ jobId, forwards: ids.length, recorded: recorded.size, previous }, 'forward job taken over after its lock expired');
+  return batch.forwards.filter((f) => !recorded.has(f.id));
+}
+
+async function runForward(deps: ForwardDeps, run: RunContext, entry: ForwardEntry): Promise<void> {
+  const log = deps.logger.child({ jobId: entry.id, accountId: entry.accountId, requestId: entry.requestId });
+  const started = Date.now();
+  const record = (r: ForwardRecord): Promise<void> => deps.recorder.write({ jobId: run.jobId, forwardId: entry.id, record: r, replyTo: entry.replyTo });
+  const fail = async (err: RelayError): Promise<void> => {
+    await record({ a: entry.accountId, n: run.attempt, ok: false, error: toErrorPayload(err) });
+    deps.observer.forwardFailed(err.code);
+    if (run.batch.retry) throw new UnrecoverableError(encodeFailure(err));
+  };
+
+  if (run.takenOver && !isRetrySafe(entry)) {
+    await fail(
+      new RelayError(
+        'delivery_uncertain',
+        `the worker handling this ${entry.method} stopped or lost its job mid-request; it was not sent again because it is not idempotent and had no Idempotency-Key`,
+      ),
+    );
+    return;
+  }
+  let result: ForwardResult;
+  try {
+    result = await forwardOnce(deps, entry, run.lastAttempt);
+  } catch (caught) {
+    const err = toRelayError(caught);
+    const next = afterFailure(err, entry, run.lastAttempt);
+    const targetStatus = err.extra?.['retryableStatus'];
+    log.warn(
+      { code: targetStatus === undefined ? err.code : 'target_status', targetStatus, attempt: run.attempt, willRetry: next === 'retry', ms: Date.now() - started },
+      'forward attempt failed',
+    );
+    deps.observer.attemptFailed(err.code, next === 'final');
+    if (next === 'final') {
+      await fail(err);
+      return;
+    }
+    if (run.batch.retry) throw new AttemptError(encodeFailure(err), err.retryAfter);
+    await deps.retry(entry, {
+      attemptsBefore: run.attempt,
+      maxAttempts: run.batch.maxAttempts,
+      keepSeconds: run.batch.keepSeconds,
+      delayMs: deps.backoff(run.attempt, err.retryAfter),
+    });
+    await record({ a: entry.accountId, n: run.attempt, moved: true });
+    return;
+  }
+  log.info({ status: result.status, bytes: result.bodyBytes, mtls: result.mtls.used, attempt: run.attempt, ms: Date.now() - started }, 'forwarded');
+  await record({ a: entry.accountId, n: run.attempt, ok: true, result });
+  deps.observer.forwardCompleted(result);
+}
+
+async function forwardOnce(deps: ForwardDeps, entry: ForwardEntry, lastAttempt: boolean): Promise<ForwardResult> {
+  const url = parseTargetUrl(entry.url + openQuery(deps.ring, entry.id, entry.query), { allowHttp: deps.allowHttp });
+  const resolution = await deps.resolver.resolve(entry.accountId, entry.serviceName, url);
+  if (resolution.material === null && (entry.requireCertificate || resolution.hostRequiresCertificate)) {
     throw new RelayError(
       'certificate_required',
-      data.requireCertificate
+      entry.requireCertificate
         ? 'no valid certificate is mapped for this account, service and URL, and LP-stop-if-certificate-not-found is true'
         : `no valid certificate is mapped, and the hostname settings require one for ${url.hostname}`,
     );
   }
-  const headers = withRequestId(openHeaders(deps.ring, jobId, 'request', data.headers), data.requestId);
-  const body = openBody(deps.ring, jobId, 'request', data.body);
+  const headers = withRequestId(openHeaders(deps.ring, entry.id, 'request', entry.headers), entry.requestId);
+  const body = openBody(deps.ring, entry.id, 'request', entry.body);
   const response = await deps.breakers.fire(
     url.origin,
-    () => deps.target.send({ url, method: data.method, headers, body, material: resolution.material }),
+    () => deps.target.send({ url, method: entry.method, headers, body, material: resolution.material }),
     (r) => r.status >= 500,
   );
-  if (RETRYABLE_STATUS.has(response.status) && !lastAttempt && isRetrySafe(data)) {
+  if (RETRYABLE_STATUS.has(response.status) && !lastAttempt && isRetrySafe(entry)) {
     const retryAfterHeader = response.headers.find(([n]) => n.toLowerCase() === 'retry-after')?.[1];
     throw new RelayError('target_unreachable', `the target answered ${response.status}`, {
       retryAfter: parseRetryAfter(retryAfterHeader, deps.retryAfterCapSeconds),
@@ -103,8 +195,8 @@ async function forwardOnce(deps: ForwardDeps, jobId: string, data: ForwardJob, l
   return {
     v: 1,
     status: response.status,
-    headers: sealHeaders(deps.ring, jobId, 'response', relayableResponseHeaders(response.headers)),
-    body: sealBody(deps.ring, jobId, 'response', response.body),
+    headers: sealHeaders(deps.ring, entry.id, 'response', relayableResponseHeaders(response.headers)),
+    body: sealBody(deps.ring, entry.id, 'response', response.body),
     bodyBytes: response.body.length,
     mtls: resolution.material === null ? { used: false } : { used: true, certificateId: resolution.material.id },
     finishedAt: Date.now(),

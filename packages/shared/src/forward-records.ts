@@ -1,0 +1,180 @@
+import { randomUUID } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import { asErrorPayload, isErrorCode } from './errors.ts';
+import type { ErrorPayload } from './errors.ts';
+import { forwardEntrySchema, forwardResultSchema, MAX_BATCH_FORWARDS } from './jobs.ts';
+import type { ForwardResult, ReplyMessage } from './jobs.ts';
+
+/**
+ * Where a forward's outcome lives, and how it is read back.
+ *
+ * Forwards travel in batch jobs (jobs.ts). Each forward has a public id shaped like a UUID: its batch job's id
+ * with the forward's index in the last three hex digits (a batch id ends in `fff`). When a forward is finished
+ * for good, the worker writes its **record** into the hash of the job that ran it, field `r:{forwardId}`
+ * (HSETNX: the first outcome is the outcome), and publishes the reply in the same pipeline. The record lives and
+ * expires with its job (BullMQ's retention), so results need no keys of their own. A forward that needs another
+ * attempt gets a record `moved` in its batch, and continues in a retry job whose id is the forward's id.
+ */
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const BATCH_MARK = 'fff';
+
+/** A new batch job id. */
+export function newBatchId(): string {
+  return `${randomUUID().slice(0, 33)}${BATCH_MARK}`;
+}
+
+export function forwardIdOf(batchId: string, index: number): string {
+  if (!Number.isInteger(index) || index < 0 || index >= MAX_BATCH_FORWARDS) throw new RangeError(`forward index ${index} out of range`);
+  return `${batchId.slice(0, 33)}${index.toString(16).padStart(3, '0')}`;
+}
+
+/** The batch job that a forward id belongs to; undefined when `id` is not a forward id. */
+export function batchIdOf(forwardId: string): string | undefined {
+  if (!UUID.test(forwardId) || forwardId.endsWith(BATCH_MARK)) return undefined;
+  return `${forwardId.slice(0, 33)}${BATCH_MARK}`;
+}
+
+export const recordField = (forwardId: string): string => `r:${forwardId}`;
+export const jobKey = (prefix: string, queue: string, jobId: string): string => `${prefix}:${queue}:${jobId}`;
+
+/** A forward's outcome as its worker recorded it. `n`: attempts made so far. `a`: the account (for scoping). */
+export type ForwardRecord =
+  | { a: string; n: number; ok: true; result: ForwardResult }
+  | { a: string; n: number; ok: false; error: ErrorPayload }
+  | { a: string; n: number; moved: true };
+
+export function parseRecord(text: string | null | undefined): ForwardRecord | undefined {
+  if (text === null || text === undefined) return undefined;
+  try {
+    const v = JSON.parse(text) as Record<string, unknown>;
+    const a = typeof v['a'] === 'string' ? v['a'] : '';
+    const n = typeof v['n'] === 'number' ? v['n'] : 0;
+    if (v['moved'] === true) return { a, n, moved: true };
+    if (v['ok'] === true) {
+      const result = forwardResultSchema.safeParse(v['result']);
+      if (result.success) return { a, n, ok: true, result: result.data };
+    }
+    const error = v['error'] as { code?: unknown } | undefined;
+    if (v['ok'] === false && error !== undefined && isErrorCode(error.code)) return { a, n, ok: false, error: asErrorPayload({ ...error, code: error.code }) };
+  } catch {
+    // falls through
+  }
+  return { a: '', n: 0, ok: false, error: { code: 'internal', detail: 'the forward record is not readable' } };
+}
+
+export type PublicState = 'queued' | 'active' | 'completed' | 'failed';
+
+/** A forward as `/mtls/jobs/{id}` shows it. */
+export interface ForwardView {
+  id: string;
+  accountId: string;
+  state: PublicState;
+  attempts: number;
+  createdAt: number;
+  finishedAt: number | undefined;
+  /** Set once the forward is finished for good. */
+  outcome: ReplyMessage | undefined;
+}
+
+const JOB_FIELDS = ['timestamp', 'processedOn', 'finishedOn', 'atm'] as const;
+
+/**
+ * Reads forwards back by id with one HMGET in the common case (two when the forward moved to a retry job, and
+ * the job's `data` once while an unfinished forward's account must be checked). Never HGETALL: a batch job
+ * holds up to MAX_BATCH_FORWARDS records.
+ */
+export class ForwardRecords {
+  readonly #redis: Redis;
+  readonly #prefix: string;
+  readonly #queue: string;
+
+  constructor(redis: Redis, prefix: string, queue = 'forward') {
+    this.#redis = redis;
+    this.#prefix = prefix;
+    this.#queue = queue;
+  }
+
+  /** The forward, or undefined when there is no such forward (unknown id, or its job has expired). */
+  async view(forwardId: string): Promise<ForwardView | undefined> {
+    const batchId = batchIdOf(forwardId);
+    if (batchId === undefined) return undefined;
+    const home = await this.#read(batchId, forwardId);
+    if (home === undefined) return undefined;
+    if (home.record !== undefined && 'moved' in home.record) {
+      const retry = await this.#read(forwardId, forwardId);
+      if (retry === undefined) return undefined;
+      return this.#viewOf(forwardId, retry, home.createdAt, home.record.a, home.record.n);
+    }
+    return this.#viewOf(forwardId, home, home.createdAt, undefined, 0);
+  }
+
+  /** The outcome of a finished forward; null while it runs or when it does not exist. */
+  async outcome(forwardId: string): Promise<ReplyMessage | null> {
+    return (await this.view(forwardId))?.outcome ?? null;
+  }
+
+  async #read(jobId: string, forwardId: string): Promise<JobFields | undefined> {
+    const key = jobKey(this.#prefix, this.#queue, jobId);
+    const values = await this.#redis.hmget(key, recordField(forwardId), ...JOB_FIELDS);
+    const [record, timestamp, processedOn, finishedOn, atm] = values;
+    if (timestamp === null || timestamp === undefined) return undefined;
+    return {
+      key,
+      record: parseRecord(record),
+      createdAt: Number(timestamp),
+      processedOn: processedOn === null || processedOn === undefined ? undefined : Number(processedOn),
+      finishedOn: finishedOn === null || finishedOn === undefined ? undefined : Number(finishedOn),
+      attemptsMade: Number(atm ?? 0),
+    };
+  }
+
+  async #viewOf(id: string, job: JobFields, createdAt: number, knownAccount: string | undefined, attemptsBefore: number): Promise<ForwardView | undefined> {
+    const record = job.record;
+    if (record !== undefined && !('moved' in record)) {
+      const outcome: ReplyMessage = record.ok ? { id, ok: true, result: record.result } : { id, ok: false, error: record.error };
+      return {
+        id,
+        accountId: record.a,
+        state: record.ok ? 'completed' : 'failed',
+        attempts: record.n,
+        createdAt,
+        finishedAt: record.ok ? record.result.finishedAt : (job.finishedOn ?? Date.now()),
+        outcome,
+      };
+    }
+    const accountId = knownAccount ?? (await this.#accountOf(job.key, id));
+    if (accountId === undefined) return undefined;
+    if (job.finishedOn !== undefined) {
+      // The job ended without a record for this forward: it failed as a whole (e.g. stalled too often).
+      const error: ErrorPayload = { code: 'internal', detail: 'the forward job failed before the forward finished' };
+      return { id, accountId, state: 'failed', attempts: attemptsBefore + job.attemptsMade, createdAt, finishedAt: job.finishedOn, outcome: { id, ok: false, error } };
+    }
+    const state: PublicState = job.processedOn !== undefined ? 'active' : 'queued';
+    return { id, accountId, state, attempts: attemptsBefore + job.attemptsMade, createdAt, finishedAt: undefined, outcome: undefined };
+  }
+
+  async #accountOf(key: string, forwardId: string): Promise<string | undefined> {
+    const data = await this.#redis.hget(key, 'data');
+    if (data === null) return undefined;
+    try {
+      const forwards = (JSON.parse(data) as { forwards?: unknown[] }).forwards ?? [];
+      for (const f of forwards) {
+        const entry = forwardEntrySchema.pick({ id: true, accountId: true }).safeParse(f);
+        if (entry.success && entry.data.id === forwardId) return entry.data.accountId;
+      }
+    } catch {
+      // unreadable: treated as absent
+    }
+    return undefined;
+  }
+}
+
+interface JobFields {
+  key: string;
+  record: ForwardRecord | undefined;
+  createdAt: number;
+  processedOn: number | undefined;
+  finishedOn: number | undefined;
+  attemptsMade: number;
+}

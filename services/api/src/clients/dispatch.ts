@@ -1,0 +1,214 @@
+import type { KeyRing } from '@mtls-relay/shared/crypto';
+import { RelayError } from '@mtls-relay/shared/errors';
+import { forwardIdOf, newBatchId } from '@mtls-relay/shared/forward-records';
+import { MAX_BATCH_FORWARDS, sealBody, sealHeaders, sealQuery } from '@mtls-relay/shared/jobs';
+import type { ForwardBatch, ForwardEntry, ForwardMethod, HeaderList, ReplyMessage } from '@mtls-relay/shared/jobs';
+import type { Logger } from '@mtls-relay/shared/logging';
+import { errorSummary } from '@mtls-relay/shared/logging';
+import { IDEMPOTENCY_TTL_SECONDS } from './idempotency.ts';
+import type { IdempotencyClaim, IdempotencyKeys } from './idempotency.ts';
+import { EnqueueError } from './queue.ts';
+import type { JobQueues } from './queue.ts';
+import type { ResultWaiter } from './waiter.ts';
+
+/** A validated forward request, in clear: the dispatcher seals it once it knows the forward's id. */
+export interface ForwardRequest {
+  accountId: string;
+  serviceName: string;
+  /** Origin and path of the target URL as the caller sent it; the query goes sealed. */
+  url: string;
+  query: string;
+  method: ForwardMethod;
+  requireCertificate: boolean;
+  idempotency?: { key: string; fingerprint: string };
+  requestId: string;
+  headers: HeaderList;
+  body: Buffer;
+  /** Register a wait for the outcome (a synchronous caller, or Prefer: wait=N). */
+  wantsReply: boolean;
+}
+
+/** What became of a submitted forward. */
+export type Admission =
+  | { kind: 'accepted'; id: string; wait: (timeoutMs: number) => Promise<ReplyMessage | null>; cancel: () => void }
+  | { kind: 'replay'; earlier: IdempotencyClaim };
+
+export interface DispatchSettings {
+  forwardAttempts: number;
+  resultTtlSeconds: number;
+  /** A batch closes at this many bytes of sealed payload (the first forward always fits). */
+  maxBatchBytes: number;
+  /** Batch adds in flight at once; more forwards wait for the next batch. */
+  maxInFlight: number;
+}
+
+interface Pending {
+  request: ForwardRequest;
+  bytes: number;
+  resolve: (a: Admission) => void;
+  reject: (err: unknown) => void;
+}
+
+/**
+ * Group commit for forwards: requests that reach this process in the same turn of the event loop, or while the
+ * previous adds are in flight, go to Redis as ONE BullMQ job. Nothing waits for a batch to fill: a lone request
+ * is added on the next turn (setImmediate), so it gains the cheaper path and loses nothing. Keyed requests claim
+ * their Idempotency-Keys in one pipelined round trip before the add.
+ */
+export class ForwardDispatcher {
+  readonly #ring: KeyRing;
+  readonly #queues: JobQueues;
+  readonly #waiter: ResultWaiter;
+  readonly #idempotency: IdempotencyKeys;
+  readonly #settings: DispatchSettings;
+  readonly #logger: Logger;
+  #pending: Pending[] = [];
+  #scheduled = false;
+  #inFlight = 0;
+  /** Batches added and forwards in them, for metrics and the bench. */
+  batches = 0;
+  forwards = 0;
+
+  constructor(deps: { ring: KeyRing; queues: JobQueues; waiter: ResultWaiter; idempotency: IdempotencyKeys; logger: Logger }, settings: DispatchSettings) {
+    this.#ring = deps.ring;
+    this.#queues = deps.queues;
+    this.#waiter = deps.waiter;
+    this.#idempotency = deps.idempotency;
+    this.#logger = deps.logger;
+    this.#settings = settings;
+  }
+
+  submit(request: ForwardRequest): Promise<Admission> {
+    return new Promise<Admission>((resolve, reject) => {
+      this.#pending.push({ request, bytes: request.body.length + 1024, resolve, reject });
+      this.#schedule();
+    });
+  }
+
+  #schedule(): void {
+    if (this.#scheduled || this.#pending.length === 0 || this.#inFlight >= this.#settings.maxInFlight) return;
+    this.#scheduled = true;
+    setImmediate(() => {
+      this.#scheduled = false;
+      while (this.#pending.length > 0 && this.#inFlight < this.#settings.maxInFlight) {
+        const batch = this.#take();
+        this.#inFlight += 1;
+        void this.#commit(batch).finally(() => {
+          this.#inFlight -= 1;
+          this.#schedule();
+        });
+      }
+    });
+  }
+
+  /** The next batch: in arrival order, up to the count and byte limits (one forward always). */
+  #take(): Pending[] {
+    let bytes = 0;
+    let n = 0;
+    while (n < this.#pending.length && n < MAX_BATCH_FORWARDS) {
+      const next = this.#pending[n] as Pending;
+      if (n > 0 && bytes + next.bytes > this.#settings.maxBatchBytes) break;
+      bytes += next.bytes;
+      n += 1;
+    }
+    return this.#pending.splice(0, n);
+  }
+
+  async #commit(items: Pending[]): Promise<void> {
+    const batchId = newBatchId();
+    const ids = items.map((_, i) => forwardIdOf(batchId, i));
+    const now = Date.now();
+    let admitted = items.map((item, i) => ({ item, id: ids[i] as string }));
+
+    // Idempotency-Keys first: a key claimed earlier answers with the earlier request instead.
+    const keyed = admitted.filter((a) => a.item.request.idempotency !== undefined);
+    const claimed = new Set<string>();
+    if (keyed.length > 0) {
+      let earlier: Array<IdempotencyClaim | null>;
+      try {
+        earlier = await this.#idempotency.claimMany(
+          keyed.map((a) => {
+            const idem = a.item.request.idempotency as { key: string; fingerprint: string };
+            return { accountId: a.item.request.accountId, key: idem.key, claim: { jobId: a.id, fingerprint: idem.fingerprint, claimedAt: now } };
+          }),
+        );
+      } catch (err) {
+        for (const a of keyed) a.item.reject(err);
+        admitted = admitted.filter((a) => a.item.request.idempotency === undefined);
+        earlier = [];
+      }
+      keyed.forEach((a, i) => {
+        const e = earlier[i];
+        if (e === null) claimed.add(a.id);
+        else if (e !== undefined) a.item.resolve({ kind: 'replay', earlier: e });
+      });
+      admitted = admitted.filter((a) => a.item.request.idempotency === undefined || claimed.has(a.id));
+    }
+    if (admitted.length === 0) return;
+
+    const waits = admitted.map((a) => (a.item.request.wantsReply ? this.#waiter.register(a.id) : undefined));
+    const batch: ForwardBatch = {
+      v: 2,
+      forwards: admitted.map((a) => this.#entry(a.id, a.item.request, now)),
+      attemptsBefore: 0,
+      maxAttempts: this.#settings.forwardAttempts,
+      keepSeconds: Math.max(this.#settings.resultTtlSeconds, claimed.size > 0 ? IDEMPOTENCY_TTL_SECONDS : 0),
+      retry: false,
+    };
+    try {
+      await this.#queues.addForwardBatch(batchId, batch);
+    } catch (err) {
+      for (const w of waits) w?.cancel();
+      const definite = err instanceof EnqueueError && err.definite;
+      if (definite) {
+        await Promise.all(admitted.filter((a) => claimed.has(a.id)).map((a) => this.#release(a.item.request, a.id)));
+      }
+      this.#logger.warn({ batch: batchId, forwards: admitted.length, definite, ...errorSummary(err) }, 'forward batch not confirmed by Redis');
+      admitted.forEach((a) => {
+        a.item.reject(
+          definite
+            ? new RelayError('queue_unavailable', 'the job queue (Redis) is unavailable; nothing was enqueued', { cause: err, retryAfter: 1 })
+            : new RelayError('enqueue_uncertain', `Redis did not confirm the enqueue in time; the request may still run: poll /mtls/jobs/${a.id}`, {
+                cause: err,
+                retryAfter: 1,
+                extra: { jobId: a.id },
+              }),
+        );
+      });
+      return;
+    }
+    this.batches += 1;
+    this.forwards += admitted.length;
+    admitted.forEach((a, i) => {
+      const w = waits[i];
+      a.item.resolve({
+        kind: 'accepted',
+        id: a.id,
+        wait: w === undefined ? async () => null : w.wait,
+        cancel: w === undefined ? () => undefined : w.cancel,
+      });
+    });
+  }
+
+  #entry(id: string, r: ForwardRequest, now: number): ForwardEntry {
+    return {
+      id,
+      accountId: r.accountId,
+      serviceName: r.serviceName,
+      url: r.url,
+      query: sealQuery(this.#ring, id, r.query),
+      method: r.method,
+      requireCertificate: r.requireCertificate,
+      ...(r.idempotency === undefined ? {} : { idempotencyKey: r.idempotency.key }),
+      requestId: r.requestId,
+      ...(r.wantsReply ? { replyTo: this.#waiter.channel } : {}),
+      headers: sealHeaders(this.#ring, id, 'request', r.headers),
+      body: sealBody(this.#ring, id, 'request', r.body),
+      enqueuedAt: now,
+    };
+  }
+
+  async #release(r: ForwardRequest, id: string): Promise<void> {
+    if (r.idempotency !== undefined) await this.#idempotency.release(r.accountId, r.idempotency.key, id);
+  }
+}
