@@ -18,6 +18,8 @@ import { FORWARD_METHODS } from '../packages/shared/src/jobs.ts';
 import { CertificateStore, EmbeddedBackend } from '../packages/shared/src/store/index.ts';
 import { createApp } from '../services/api/src/app.ts';
 import { IdempotencyKeys } from '../services/api/src/clients/idempotency.ts';
+import { ForwardDispatcher } from '../services/api/src/clients/dispatch.ts';
+import { ForwardRecords } from '../packages/shared/src/forward-records.ts';
 import { JobQueues } from '../services/api/src/clients/queue.ts';
 import { ResultWaiter } from '../services/api/src/clients/waiter.ts';
 import { openApiDocument } from '../services/api/src/openapi/document.ts';
@@ -83,12 +85,15 @@ describe('the OpenAPI document', () => {
     const redis = relay.redis.client();
     const logger = pino({ level: 'silent' });
     const ring = createKeyRing(randomBytes(32));
-    const queues = new JobQueues(redis, { prefix: 'openapi-routes', forwardAttempts: 1, resultTtlSeconds: 60 }, logger);
+    const queues = new JobQueues(redis, { prefix: 'openapi-routes', resultTtlSeconds: 60 }, logger);
+    const idempotency = new IdempotencyKeys(redis, 'openapi-routes');
+    const waiter = new ResultWaiter(redis, 'openapi-routes:reply', async () => null, logger);
     const app = createApp({
-      logger, ring, queues,
+      logger, ring, queues, idempotency, waiter,
       store: new CertificateStore(new EmbeddedBackend(redis, ring, 'openapi-routes')),
-      idempotency: new IdempotencyKeys(redis, 'openapi-routes'),
-      waiter: new ResultWaiter(redis, 'openapi-routes:reply', async () => null, logger),
+      records: new ForwardRecords(redis, 'openapi-routes'),
+      dispatcher: new ForwardDispatcher({ ring, queues, waiter, idempotency, logger }, { forwardAttempts: 1, resultTtlSeconds: 60, maxBatchBytes: 1024 * 1024, maxInFlight: 1 }),
+      checkTarget: () => undefined,
       bodyLimitBytes: 1024, syncWaitMs: 1000, allowHttp: false, readiness: [], isShuttingDown: () => false,
     });
     try {

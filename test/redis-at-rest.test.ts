@@ -8,6 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
 import { request } from 'undici';
+import { batchIdOf } from '../packages/shared/src/forward-records.ts';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { registerAtRestSecret, scanRedisAtRest } from './support/at-rest.ts';
 import { createCA, issueCertificate } from './support/pki.ts';
@@ -110,13 +111,16 @@ describe('secrets at rest in Redis', () => {
     expect(scan.keys).toBeGreaterThan(5);
     expect(scan.findings).toEqual([]);
 
-    // What is there is sealed: the job's request headers and body, the stored result, the certificate.
-    const data = JSON.parse((await relay.client.hget(`${relay.prefix}:forward:${jobId}`, 'data')) ?? '{}') as { headers?: string; body?: string };
-    expect(data.headers).toMatch(/^s1\./);
-    expect(data.body).toMatch(/^s1\./);
-    const result = JSON.parse((await relay.client.hget(`${relay.prefix}:forward:${jobId}`, 'returnvalue')) ?? '{}') as { headers?: string; body?: string };
-    expect(result.headers).toMatch(/^s1\./);
-    expect(result.body).toMatch(/^s1\./);
+    // What is there is sealed: the forward's request headers, query and body in its batch job, its recorded result.
+    const batchKey = `${relay.prefix}:forward:${batchIdOf(jobId)}`;
+    const data = JSON.parse((await relay.client.hget(batchKey, 'data')) ?? '{}') as { forwards?: Array<{ id: string; headers?: string; body?: string; url?: string; query?: string | null }> };
+    const entry = data.forwards?.find((f) => f.id === jobId);
+    expect(entry?.headers).toMatch(/^s1\./);
+    expect(entry?.body).toMatch(/^s1\./);
+    expect(entry?.url).toBe(`${target.url}/async`);
+    const record = JSON.parse((await relay.client.hget(batchKey, `r:${jobId}`)) ?? '{}') as { result?: { headers?: string; body?: string } };
+    expect(record.result?.headers).toMatch(/^s1\./);
+    expect(record.result?.body).toMatch(/^s1\./);
   });
 
   it('control: the scan does find a secret planted in clear, in any of its encodings', async () => {

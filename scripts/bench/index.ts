@@ -15,6 +15,8 @@ import { cpuMsOf, selfCpuMs, stealSnapshot } from './cpu.ts';
 import { runLoad } from './load.ts';
 import type { LoadResult } from './load.ts';
 import { startNginx } from './nginx.ts';
+import { renderChart } from './chart.ts';
+import { commandCalls, commandsBetween } from './redis-stats.ts';
 import { renderMarkdown } from './report.ts';
 import type { BenchReport, Row } from './report.ts';
 
@@ -96,6 +98,8 @@ for (const c of CONCURRENCY) {
     const cpu0 = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, pid === undefined ? Number.NaN : cpuMsOf(pid)]));
     const self0 = selfCpuMs();
     const t0 = await ask<TargetStats>(target.child, 'stats');
+    const relayCase = s.name.startsWith('relay');
+    const redis0 = relayCase ? await commandCalls(relay.client) : undefined;
     const result: LoadResult = await runLoad({ url: s.url, headers: s.headers ?? {}, concurrency: c, durationMs: DURATION, ...(s.dispatcher === undefined ? {} : { dispatcher: s.dispatcher }) });
     const t1 = await ask<TargetStats>(target.child, 'stats');
     const cpuPerRequest: Record<string, number> = {};
@@ -103,15 +107,26 @@ for (const c of CONCURRENCY) {
       if (pid !== undefined) cpuPerRequest[k] = (cpuMsOf(pid) - (cpu0[k] as number)) / Math.max(1, result.requests);
     }
     cpuPerRequest['loadgen'] = (selfCpuMs() - self0) / Math.max(1, result.requests);
-    rows.push({ scenario: s.name, concurrency: c, ...result, cpuPerRequest, handshakesPerRequest: (t1.handshakes - t0.handshakes) / Math.max(1, t1.requests - t0.requests) });
+    const commands = redis0 === undefined ? undefined : commandsBetween(redis0, await commandCalls(relay.client));
+    rows.push({
+      scenario: s.name,
+      concurrency: c,
+      ...result,
+      cpuPerRequest,
+      handshakesPerRequest: (t1.handshakes - t0.handshakes) / Math.max(1, t1.requests - t0.requests),
+      ...(commands === undefined ? {} : { redisCommandsPerRequest: commands.total / Math.max(1, result.requests), redisCommands: commands.byCommand }),
+    });
     const last = rows[rows.length - 1] as Row;
-    console.log(`${s.name.padEnd(11)} c=${String(c).padStart(3)}  ${last.rps.toFixed(0).padStart(6)} req/s  p50 ${last.p50.toFixed(2)} ms  p99 ${last.p99.toFixed(2)} ms  errors ${last.errors}`);
+    const redisNote = last.redisCommandsPerRequest === undefined ? '' : `  redis ${last.redisCommandsPerRequest.toFixed(1)} cmd/req ${(last.cpuPerRequest['redis'] ?? Number.NaN).toFixed(3)} ms/req`;
+    console.log(`${s.name.padEnd(11)} c=${String(c).padStart(3)}  ${last.rps.toFixed(0).padStart(6)} req/s  p50 ${last.p50.toFixed(2)} ms  p99 ${last.p99.toFixed(2)} ms  errors ${last.errors}${redisNote}`);
   }
 }
 
 // The async path: how fast jobs are accepted, and how fast they are completed.
 const asyncConcurrency = 64;
 const a0 = await ask<TargetStats>(target.child, 'stats');
+const asyncRedis0 = await commandCalls(relay.client);
+const asyncCpu0 = { api: cpuMsOf(relay.api.proc.pid as number), worker: cpuMsOf(relay.workers[0]?.proc.pid as number), redis: cpuMsOf(relay.redis.pid() as number) };
 const enqueue = await runLoad({ url: `${relay.api.url}/mtls/account/bench`, method: 'POST', headers: { ...relayHeaders('/async'), prefer: 'respond-async' }, body: 'x', concurrency: asyncConcurrency, durationMs: DURATION });
 const accepted = enqueue.statuses['202'] ?? 0;
 const asyncStart = performance.now() - enqueue.durationMs;
@@ -122,8 +137,23 @@ for (;;) {
   await new Promise((r) => setTimeout(r, 20));
 }
 const completionSeconds = (performance.now() - asyncStart) / 1000;
-const asyncResult = { concurrency: asyncConcurrency, enqueueRps: enqueue.rps, accepted, completionRps: accepted / completionSeconds, p50: enqueue.p50, p99: enqueue.p99 };
-console.log(`relay-async c=${asyncConcurrency}  enqueue ${asyncResult.enqueueRps.toFixed(0)} req/s, completion ${asyncResult.completionRps.toFixed(0)} jobs/s`);
+const asyncCommands = commandsBetween(asyncRedis0, await commandCalls(relay.client));
+const asyncCpu = {
+  api: (cpuMsOf(relay.api.proc.pid as number) - asyncCpu0.api) / Math.max(1, accepted),
+  worker: (cpuMsOf(relay.workers[0]?.proc.pid as number) - asyncCpu0.worker) / Math.max(1, accepted),
+  redis: (cpuMsOf(relay.redis.pid() as number) - asyncCpu0.redis) / Math.max(1, accepted),
+};
+const asyncResult = {
+  concurrency: asyncConcurrency,
+  enqueueRps: enqueue.rps,
+  accepted,
+  completionRps: accepted / completionSeconds,
+  p50: enqueue.p50,
+  p99: enqueue.p99,
+  redisCommandsPerJob: asyncCommands.total / Math.max(1, accepted),
+  cpuPerJob: asyncCpu,
+};
+console.log(`relay-async c=${asyncConcurrency}  enqueue ${asyncResult.enqueueRps.toFixed(0)} req/s, completion ${asyncResult.completionRps.toFixed(0)} jobs/s, redis ${asyncResult.redisCommandsPerJob.toFixed(1)} cmd/job`);
 
 // A slow target: 200 ms per answer at concurrency 64 → the ideal is 64 / 0.2 = 320 req/s. The warm-up opens the
 // 64 connections to the target first, so that the figure is the steady state.
@@ -154,6 +184,9 @@ writeFileSync(`${ROOT}bench-results/bench-${stamp}.json`, `${JSON.stringify(repo
 const md = renderMarkdown(report);
 writeFileSync(`${ROOT}bench-results/bench-${stamp}.md`, md);
 writeFileSync(`${ROOT}bench-results/latest.md`, md);
+const svg = renderChart(rows, `npm run bench, ${report.when.slice(0, 10)}: ${report.machine.cpus} × ${report.machine.model}, Node ${report.machine.node}${quick ? ' (--quick)' : ''}`);
+writeFileSync(`${ROOT}bench-results/bench-${stamp}.svg`, svg);
+writeFileSync(`${ROOT}bench-results/latest.svg`, svg);
 console.log(`\n${md}`);
 
 await relay.close();

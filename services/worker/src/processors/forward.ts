@@ -127,6 +127,7 @@ async function runForward(deps: ForwardDeps, run: RunContext, entry: ForwardEntr
     if (run.batch.retry) throw new UnrecoverableError(encodeFailure(err));
   };
 
+  log.debug({ attempt: run.attempt, takenOver: run.takenOver }, 'forward attempt started');
   if (run.takenOver && !isRetrySafe(entry)) {
     await fail(
       new RelayError(
