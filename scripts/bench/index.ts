@@ -16,7 +16,7 @@ import { runLoad } from './load.ts';
 import type { LoadResult } from './load.ts';
 import { startNginx } from './nginx.ts';
 import { renderChart } from './chart.ts';
-import { commandCalls, commandsBetween } from './redis-stats.ts';
+import { batchTotals, commandCalls, commandsBetween } from './redis-stats.ts';
 import { renderMarkdown } from './report.ts';
 import type { BenchReport, Row } from './report.ts';
 
@@ -100,6 +100,7 @@ for (const c of CONCURRENCY) {
     const t0 = await ask<TargetStats>(target.child, 'stats');
     const relayCase = s.name.startsWith('relay');
     const redis0 = relayCase ? await commandCalls(relay.client) : undefined;
+    const batches0 = relayCase ? await batchTotals(`${relay.api.url}/metrics`, relay.auth()) : undefined;
     const result: LoadResult = await runLoad({ url: s.url, headers: s.headers ?? {}, concurrency: c, durationMs: DURATION, ...(s.dispatcher === undefined ? {} : { dispatcher: s.dispatcher }) });
     const t1 = await ask<TargetStats>(target.child, 'stats');
     const cpuPerRequest: Record<string, number> = {};
@@ -108,6 +109,8 @@ for (const c of CONCURRENCY) {
     }
     cpuPerRequest['loadgen'] = (selfCpuMs() - self0) / Math.max(1, result.requests);
     const commands = redis0 === undefined ? undefined : commandsBetween(redis0, await commandCalls(relay.client));
+    const batches1 = batches0 === undefined ? undefined : await batchTotals(`${relay.api.url}/metrics`, relay.auth());
+    const forwardsPerBatch = batches0 === undefined || batches1 === undefined ? undefined : (batches1.forwards - batches0.forwards) / Math.max(1, batches1.batches - batches0.batches);
     rows.push({
       scenario: s.name,
       concurrency: c,
@@ -115,9 +118,12 @@ for (const c of CONCURRENCY) {
       cpuPerRequest,
       handshakesPerRequest: (t1.handshakes - t0.handshakes) / Math.max(1, t1.requests - t0.requests),
       ...(commands === undefined ? {} : { redisCommandsPerRequest: commands.total / Math.max(1, result.requests), redisCommands: commands.byCommand }),
+      ...(forwardsPerBatch === undefined ? {} : { forwardsPerBatch }),
     });
     const last = rows[rows.length - 1] as Row;
-    const redisNote = last.redisCommandsPerRequest === undefined ? '' : `  redis ${last.redisCommandsPerRequest.toFixed(1)} cmd/req ${(last.cpuPerRequest['redis'] ?? Number.NaN).toFixed(3)} ms/req`;
+    const redisNote = last.redisCommandsPerRequest === undefined
+      ? ''
+      : `  redis ${last.redisCommandsPerRequest.toFixed(1)} cmd/req ${(last.cpuPerRequest['redis'] ?? Number.NaN).toFixed(3)} ms/req, ${(last.forwardsPerBatch ?? Number.NaN).toFixed(1)} forwards/batch`;
     console.log(`${s.name.padEnd(11)} c=${String(c).padStart(3)}  ${last.rps.toFixed(0).padStart(6)} req/s  p50 ${last.p50.toFixed(2)} ms  p99 ${last.p99.toFixed(2)} ms  errors ${last.errors}${redisNote}`);
   }
 }

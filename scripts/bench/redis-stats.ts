@@ -25,3 +25,11 @@ export function commandsBetween(before: Map<string, number>, after: Map<string, 
   }
   return { total, byCommand };
 }
+
+/** The api's batch-size histogram (sum and count of forward_batch_size) from its /metrics. */
+export async function batchTotals(metricsUrl: string, headers: Record<string, string>): Promise<{ forwards: number; batches: number }> {
+  const res = await fetch(metricsUrl, { headers });
+  const text = await res.text();
+  const value = (name: string): number => Number(new RegExp(`^mtls_relay_forward_batch_size_${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1] ?? Number.NaN);
+  return { forwards: value('sum'), batches: value('count') };
+}

@@ -14,6 +14,8 @@ export interface Row {
   /** Relay paths: Redis commands per request (INFO commandstats, scripts' inner commands included), and by command. */
   redisCommandsPerRequest?: number;
   redisCommands?: Record<string, number>;
+  /** Relay paths: forwards per batch job (the api's forward_batch_size histogram). */
+  forwardsPerBatch?: number;
 }
 
 export interface BenchReport {
@@ -45,11 +47,11 @@ export function renderMarkdown(r: BenchReport): string {
   lines.push(`Machine: ${r.machine.cpus} × ${r.machine.model}, ${r.machine.memoryGiB.toFixed(0)} GiB, Node ${r.machine.node}; ` +
     `CPU steal during the run ${r.machine.stealPercent.toFixed(1)} %; ${r.durationMs} ms per case${r.quick ? ' (--quick)' : ''}; ` +
     'load generator, target and relay share the same cores.', '');
-  lines.push('| path | concurrency | req/s | p50 ms | p99 ms | errors | CPU ms/req (per process) | Redis cmd/req | TLS handshakes/req |');
-  lines.push('| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |');
+  lines.push('| path | concurrency | req/s | p50 ms | p99 ms | errors | CPU ms/req (per process) | Redis cmd/req | forwards/batch | TLS handshakes/req |');
+  lines.push('| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |');
   for (const row of r.rows) {
     const cpu = Object.entries(row.cpuPerRequest).map(([k, v]) => `${k} ${f(v, 3)}`).join(', ');
-    lines.push(`| ${row.scenario} | ${row.concurrency} | ${f(row.rps)} | ${f(row.p50, 2)} | ${f(row.p99, 2)} | ${row.errors} | ${cpu} | ${f(row.redisCommandsPerRequest, 1)} | ${f(row.handshakesPerRequest, 4)} |`);
+    lines.push(`| ${row.scenario} | ${row.concurrency} | ${f(row.rps)} | ${f(row.p50, 2)} | ${f(row.p99, 2)} | ${row.errors} | ${cpu} | ${f(row.redisCommandsPerRequest, 1)} | ${f(row.forwardsPerBatch, 1)} | ${f(row.handshakesPerRequest, 4)} |`);
   }
   const asyncCpu = Object.entries(r.async.cpuPerJob).map(([k, v]) => `${k} ${f(v, 3)}`).join(', ');
   lines.push('', `Async path (c=${r.async.concurrency}): enqueue ${f(r.async.enqueueRps)} req/s (202, p50 ${f(r.async.p50, 2)} ms), completion ${f(r.async.completionRps)} jobs/s; ` +

@@ -104,7 +104,7 @@ const envSchema = z.object({
   /** Group commit: a batch job closes at this many bytes of forwards (a larger forward travels alone). */
   FORWARD_BATCH_BYTES: int(1024 * 1024, 1024, 64 * 1024 * 1024),
   /** Group commit: batch adds one api process keeps in flight; forwards arriving meanwhile join the next batch. */
-  FORWARD_BATCHES_IN_FLIGHT: int(2, 1, 64),
+  FORWARD_BATCHES_IN_FLIGHT: int(1, 1, 64),
 
   // --- authentication (services/api/src/auth; docs/auth.md)
   /** OAuth 1.0a consumers: JSON `[{ key, secret, permissions, accounts }]` or the path of a file holding it. */

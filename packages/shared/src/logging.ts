@@ -87,7 +87,16 @@ export function createLogger(
       log: (object) => redactSecrets(object) as Record<string, unknown>,
     },
   };
-  return destination === undefined ? pino(opts) : pino(opts, destination);
+  return pino(opts, destination ?? bufferedStdout());
+}
+
+/**
+ * Standard output with buffered writes: lines are written when 4 KiB have gathered or every 100 ms, not one
+ * write(2) per line (at a few thousand forwards a second, one write per line cost the services about a tenth
+ * of their CPU). Pino flushes the buffer synchronously when the process exits.
+ */
+function bufferedStdout(): DestinationStream {
+  return pino.destination({ dest: 1, sync: false, minLength: 4096, periodicFlush: 100 });
 }
 
 /** A safe summary of an error for logs: name, code and message, never a payload or a stack full of data. */

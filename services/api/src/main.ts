@@ -61,8 +61,9 @@ const waiter = new ResultWaiter(
   logger,
 );
 const idempotency = new IdempotencyKeys(producer, config.QUEUE_PREFIX);
+const metrics = new ApiMetrics();
 const dispatcher = new ForwardDispatcher(
-  { ring, queues, waiter, idempotency, logger },
+  { ring, queues, waiter, idempotency, logger, onBatch: (n) => metrics.batchAdded(n) },
   {
     forwardAttempts: config.FORWARD_ATTEMPTS,
     resultTtlSeconds: config.RESULT_TTL_SECONDS,
@@ -73,7 +74,6 @@ const dispatcher = new ForwardDispatcher(
 const backend = createBackend(config, { redis: producer, ring, logger });
 const changes = storeChangeChannel(config.QUEUE_PREFIX);
 // Every change is announced so that all workers drop their cached copy at once.
-const metrics = new ApiMetrics();
 registerClusterGauges(metrics.registry, { queues: Object.values(queues.queues), redis: producer, prefix: config.QUEUE_PREFIX });
 const store = new CertificateStore(timedBackend(backend, metrics.registry), {
   onChange: async (accountId) => {

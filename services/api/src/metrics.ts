@@ -24,6 +24,7 @@ export class ApiMetrics {
   readonly #requests: Histogram<'method' | 'route' | 'status_class'>;
   readonly #forwards: Counter<'method' | 'status_class' | 'mtls'>;
   readonly #forwardDuration: Histogram<'status_class' | 'mtls'>;
+  readonly #batchSize: Histogram;
 
   constructor(registry: Registry = createRegistry('api')) {
     this.registry = registry;
@@ -47,6 +48,17 @@ export class ApiMetrics {
       buckets: LATENCY_BUCKETS,
       registers: [registry],
     });
+    this.#batchSize = new Histogram({
+      name: `${METRIC_PREFIX}forward_batch_size`,
+      help: 'Forwards per batch job this api process added (forwards that arrive together share one job)',
+      buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
+      registers: [registry],
+    });
+  }
+
+  /** One batch job added (group commit): how many forwards it carried. */
+  batchAdded(forwards: number): void {
+    this.#batchSize.observe(forwards);
   }
 
   /** Records every request when its answer has been sent. Mount first. */

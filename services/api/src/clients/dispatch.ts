@@ -65,11 +65,13 @@ export class ForwardDispatcher {
   #pending: Pending[] = [];
   #scheduled = false;
   #inFlight = 0;
-  /** Batches added and forwards in them, for metrics and the bench. */
-  batches = 0;
-  forwards = 0;
+  readonly #onBatch: ((forwards: number) => void) | undefined;
 
-  constructor(deps: { ring: KeyRing; queues: JobQueues; waiter: ResultWaiter; idempotency: IdempotencyKeys; logger: Logger }, settings: DispatchSettings) {
+  constructor(
+    deps: { ring: KeyRing; queues: JobQueues; waiter: ResultWaiter; idempotency: IdempotencyKeys; logger: Logger; onBatch?: (forwards: number) => void },
+    settings: DispatchSettings,
+  ) {
+    this.#onBatch = deps.onBatch;
     this.#ring = deps.ring;
     this.#queues = deps.queues;
     this.#waiter = deps.waiter;
@@ -177,8 +179,7 @@ export class ForwardDispatcher {
       });
       return;
     }
-    this.batches += 1;
-    this.forwards += admitted.length;
+    this.#onBatch?.(admitted.length);
     admitted.forEach((a, i) => {
       const w = waits[i];
       a.item.resolve({
