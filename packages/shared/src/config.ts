@@ -85,6 +85,11 @@ const envSchema = z.object({
 
   // --- Redis and queues
   REDIS_URL: url('redis://127.0.0.1:6379'),
+  /**
+   * The api's Redis commands fail after this long without an answer (503). An enqueue that times out is
+   * withdrawn when Redis allows it; otherwise the answer says its outcome is unknown (enqueue_uncertain).
+   */
+  REDIS_COMMAND_TIMEOUT_MS: int(5_000, 100, 60_000),
   /** Prefix of every Redis key the relay writes (BullMQ queues, results, store, pub/sub channels). */
   QUEUE_PREFIX: z.string().regex(/^[A-Za-z0-9:{}_-]{1,64}$/, 'letters, digits, ":", "{", "}", "_" or "-"').default('mtls-relay'),
 

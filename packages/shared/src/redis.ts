@@ -56,7 +56,7 @@ function urlOptions(url: string): RedisOptions {
 }
 
 /** The ioredis options for a role; exported for tests. */
-export function roleOptions(role: RedisRole, name: string): RedisOptions {
+export function roleOptions(role: RedisRole, name: string, commandTimeoutMs = 5_000): RedisOptions {
   const common: RedisOptions = {
     connectionName: name,
     lazyConnect: false,
@@ -64,7 +64,7 @@ export function roleOptions(role: RedisRole, name: string): RedisOptions {
     connectTimeout: 2_000,
   };
   const byRole: Record<RedisRole, RedisOptions> = {
-    producer: { enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: 5_000 },
+    producer: { enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: commandTimeoutMs },
     worker: { maxRetriesPerRequest: null, enableReadyCheck: true },
     subscriber: { maxRetriesPerRequest: null, enableReadyCheck: true },
   };
@@ -102,8 +102,8 @@ function connect(endpoint: RedisEndpoint, options: RedisOptions): Redis {
   return new Redis(endpoint.url, { ...options, ...tls });
 }
 
-export function createRedis(endpoint: string | RedisEndpoint, role: RedisRole, logger: Logger, name: string): Redis {
-  const redis = connect(typeof endpoint === 'string' ? { url: endpoint } : endpoint, roleOptions(role, name));
+export function createRedis(endpoint: string | RedisEndpoint, role: RedisRole, logger: Logger, name: string, commandTimeoutMs?: number): Redis {
+  const redis = connect(typeof endpoint === 'string' ? { url: endpoint } : endpoint, roleOptions(role, name, commandTimeoutMs));
   let down = false;
   redis.on('error', (err: Error & { code?: string }) => {
     // One line per outage, not one per reconnect attempt.

@@ -39,7 +39,7 @@ if (master.devKeyFile !== undefined) {
 }
 const ring = createKeyRing(master.key, config.MASTER_KEYS_PREVIOUS);
 
-const producer = createRedis(redisEndpoint(config), 'producer', logger, `api-${instanceId}`);
+const producer = createRedis(redisEndpoint(config), 'producer', logger, `api-${instanceId}`, config.REDIS_COMMAND_TIMEOUT_MS);
 let auth;
 try {
   auth = buildAuthentication(config, { redis: producer, logger });
@@ -60,7 +60,7 @@ const waiter = new ResultWaiter(
   (id, name) => (name === 'forward' ? records.outcome(id) : queues.mappingOutcome(id)),
   logger,
 );
-const idempotency = new IdempotencyKeys(producer, config.QUEUE_PREFIX);
+const idempotency = new IdempotencyKeys(producer, config.QUEUE_PREFIX, config.REDIS_COMMAND_TIMEOUT_MS);
 const metrics = new ApiMetrics();
 const dispatcher = new ForwardDispatcher(
   { ring, queues, waiter, idempotency, logger, onBatch: (n) => metrics.batchAdded(n) },

@@ -20,6 +20,12 @@ interface Pending {
   reject: (err: unknown) => void;
 }
 
+/** Jobs whose runner is to be noted in the next pipeline. */
+interface RunnerNote {
+  jobId: string;
+  runner: string;
+}
+
 /**
  * Records forward outcomes and sends the replies, with group commit: outcomes that finish while a write is in
  * flight go out together in the next pipeline — one HSETNX per forward (the first outcome recorded is the
@@ -33,6 +39,7 @@ export class ForwardRecorder {
   readonly #queue: string;
   readonly #logger: Logger;
   #pending: Pending[] = [];
+  #runners: RunnerNote[] = [];
   #flushing = false;
   #scheduled = false;
   /** Pipelines written and records in them (metrics, the bench). */
@@ -54,11 +61,14 @@ export class ForwardRecorder {
     });
   }
 
-  /** Notes which worker runs a job, before any of its forwards is sent (read when the job is taken over). */
+  /**
+   * Notes which worker runs a job (read when the job is taken over), in the next pipeline: it is written
+   * while the job's first forwards are on their way, long before its lock can expire; a worker that dies
+   * before it is written has sent nothing the note could speak for, and a takeover then treats it as gone.
+   */
   markRunner(jobId: string, runner: string): void {
-    this.#redis.hset(jobKey(this.#prefix, this.#queue, jobId), 'runner', runner).catch((err: unknown) => {
-      this.#logger.warn({ jobId, ...errorSummary(err) }, 'could not note the job runner');
-    });
+    this.#runners.push({ jobId, runner });
+    this.#schedule();
   }
 
   /** The previous runner of a job, if one was noted. */
@@ -92,7 +102,7 @@ export class ForwardRecorder {
   }
 
   #schedule(): void {
-    if (this.#scheduled || this.#flushing || this.#pending.length === 0) return;
+    if (this.#scheduled || this.#flushing || (this.#pending.length === 0 && this.#runners.length === 0)) return;
     this.#scheduled = true;
     setImmediate(() => {
       this.#scheduled = false;
@@ -103,7 +113,9 @@ export class ForwardRecorder {
   async #flush(): Promise<void> {
     this.#flushing = true;
     const batch = this.#pending;
+    const runners = this.#runners;
     this.#pending = [];
+    this.#runners = [];
     const pipeline = this.#redis.pipeline();
     const replies = new Map<string, string[]>();
     for (const { write } of batch) {
@@ -115,6 +127,7 @@ export class ForwardRecorder {
       }
     }
     for (const [channel, texts] of replies) pipeline.publish(channel, `[${texts.join(',')}]`);
+    for (const note of runners) pipeline.hset(jobKey(this.#prefix, this.#queue, note.jobId), 'runner', note.runner);
     try {
       const results = (await pipeline.exec()) ?? [];
       batch.forEach((p, i) => {

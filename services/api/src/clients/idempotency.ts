@@ -26,10 +26,21 @@ export function requestFingerprint(parts: { method: string; url: string; service
 export class IdempotencyKeys {
   readonly #redis: Redis;
   readonly #prefix: string;
+  /** A claim older than this whose forward does not exist was never enqueued (see `isStale`). */
+  readonly staleAfterMs: number;
 
-  constructor(redis: Redis, prefix: string) {
+  constructor(redis: Redis, prefix: string, commandTimeoutMs = 5_000) {
     this.#redis = redis;
     this.#prefix = `${prefix}:idem`;
+    this.staleAfterMs = 3 * commandTimeoutMs;
+  }
+
+  /**
+   * A claim is stale when it is older than any enqueue can take and its forward does not exist: its request
+   * answered 503 while Redis stalled, and the claim landed after. A new request may take such a key over.
+   */
+  isStale(claim: IdempotencyClaim, forwardExists: boolean, now = Date.now()): boolean {
+    return !forwardExists && now - claim.claimedAt >= this.staleAfterMs;
   }
 
   #key(accountId: string, key: string): string {
@@ -47,12 +58,17 @@ export class IdempotencyKeys {
       const pipeline = this.#redis.pipeline();
       for (const c of claims) pipeline.set(this.#key(c.accountId, c.key), JSON.stringify(c.claim), 'EX', IDEMPOTENCY_TTL_SECONDS, 'NX', 'GET');
       replies = await pipeline.exec();
+      // A pipeline reports a command that timed out as that command's error, not as a rejection.
+      const failed = replies?.find(([err]) => err !== null)?.[0];
+      if (replies === null || failed !== undefined) throw failed ?? new Error('the pipeline did not run');
     } catch (cause) {
+      // The claims may still run (a stalled Redis runs them when it resumes): queue their release behind them
+      // on the same connection, so that the keys are free again the moment Redis answers.
+      for (const c of claims) void this.release(c.accountId, c.key, c.claim.jobId);
       throw new RelayError('queue_unavailable', 'Redis is unavailable; nothing was enqueued', { cause, retryAfter: 1 });
     }
     return claims.map((_, i) => {
-      const [err, value] = replies?.[i] ?? [new Error('no reply'), null];
-      if (err !== null) throw new RelayError('queue_unavailable', 'Redis is unavailable; nothing was enqueued', { cause: err, retryAfter: 1 });
+      const value = replies?.[i]?.[1] ?? null;
       if (value === null) return null;
       try {
         return JSON.parse(String(value)) as IdempotencyClaim;

@@ -1,6 +1,8 @@
 import { Job, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { decodeFailure, RelayError } from '@mtls-relay/shared/errors';
+import { jobKey, recordField } from '@mtls-relay/shared/forward-records';
+import type { ForwardRecord } from '@mtls-relay/shared/forward-records';
 import { JOBS, queueOptions, retention } from '@mtls-relay/shared/jobs';
 import type { ForwardBatch, JobName, MappingJob, ReplyMessage } from '@mtls-relay/shared/jobs';
 import type { Logger } from '@mtls-relay/shared/logging';
@@ -12,23 +14,39 @@ export interface QueueSettings {
 }
 
 /**
- * What became of an add whose answer did not come: `definite` — Redis never ran it (the command was never
- * written: no connection); `unknown` — it was written and may run later (a stalled Redis, a dropped connection).
+ * An add whose answer did not come. `definite`: nothing will run — the command was never written (no
+ * connection), or it was withdrawn while still waiting. Otherwise the outcome is unknown: it was written and may
+ * run later (a stalled Redis, a dropped connection); the forwards' records then say what became of them.
  */
 export class EnqueueError extends Error {
   readonly definite: boolean;
   constructor(definite: boolean, cause: unknown) {
-    super(definite ? 'the enqueue was not sent' : 'the enqueue was sent but not confirmed', { cause });
+    super(definite ? 'the enqueue did not happen' : 'the enqueue was sent but not confirmed', { cause });
     this.name = 'EnqueueError';
     this.definite = definite;
   }
 }
 
+/**
+ * Withdraws a forward batch whose add was not confirmed, in one atomic step. A job still in BullMQ's wait list is
+ * taken out of it (no worker can fetch it any more) and deleted; a job no longer there but present was taken by a
+ * worker (it runs); a job that is not there at all was never added. In the first and last case each forward gets
+ * a record saying that it was not sent, so that polling its id gives a definite answer.
+ * KEYS[1] the queue's wait list, KEYS[2] the job hash; ARGV: job id, ttl seconds, timestamp, field/record pairs.
+ * Returns 1 when nothing will run, 0 when the job runs.
+ */
 /** ioredis refuses a command at once when no connection is ready (enableOfflineQueue: false): nothing was written. */
 function neverSent(err: unknown): boolean {
-  const message = err instanceof Error ? err.message : '';
-  return message.includes('enableOfflineQueue options is false');
+  return err instanceof Error && err.message.includes('enableOfflineQueue options is false');
 }
+
+const WITHDRAW = `
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 and redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+redis.call('DEL', KEYS[2])
+redis.call('HSET', KEYS[2], 'timestamp', ARGV[3])
+for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+return 1`;
 
 /**
  * The producer side of the job catalogue. The connection fails fast (no offline queue), so an outage is a 503
@@ -66,18 +84,37 @@ export class JobQueues {
       await this.queues.forward.add('forward', batch, { jobId: batchId, attempts: 1, ...retention(batch.keepSeconds) });
     } catch (cause) {
       if (neverSent(cause)) throw new EnqueueError(true, cause);
-      throw new EnqueueError(await this.#withdraw(batchId, epoch), cause);
+      const withdrawal = await this.#withdraw(batchId, batch, epoch);
+      // The job was there and already taken by a worker: the add happened, the forwards run as usual.
+      if (withdrawal === 'running') return;
+      throw new EnqueueError(withdrawal === 'withdrawn', cause);
     }
   }
 
-  /** True when the job is certainly not going to run: removed while still waiting, on the add's own connection. */
-  async #withdraw(jobId: string, epoch: number): Promise<boolean> {
-    if (epoch !== this.#epoch) return false;
+  /**
+   * Withdraws a batch whose add was not confirmed (WITHDRAW above). Redis runs one connection's commands in
+   * order, so the withdrawal runs after the add, if the add runs at all. Only an answer on the add's own
+   * connection counts; without an answer the withdrawal still runs when Redis resumes, and the forwards'
+   * records then say what became of them.
+   */
+  async #withdraw(jobId: string, batch: ForwardBatch, epoch: number): Promise<'withdrawn' | 'running' | 'unknown'> {
+    if (epoch !== this.#epoch) return 'unknown';
+    const records = batch.forwards.flatMap((f) => {
+      const record: ForwardRecord = {
+        a: f.accountId,
+        n: 0,
+        ok: false,
+        error: { code: 'queue_unavailable', detail: 'Redis did not confirm the enqueue in time; the request was withdrawn and never sent' },
+      };
+      return [recordField(f.id), JSON.stringify(record)];
+    });
+    const prefix = this.#settings.prefix;
     try {
-      const removed = await this.queues.forward.remove(jobId);
-      return removed === 1 && epoch === this.#epoch;
+      const outcome = await this.#connection.eval(WITHDRAW, 2, `${prefix}:forward:wait`, jobKey(prefix, 'forward', jobId), jobId, batch.keepSeconds, Date.now(), ...records);
+      if (epoch !== this.#epoch) return 'unknown';
+      return outcome === 1 ? 'withdrawn' : 'running';
     } catch {
-      return false;
+      return 'unknown';
     }
   }
 

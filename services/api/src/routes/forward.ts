@@ -31,12 +31,6 @@ export interface ForwardRouteDeps {
 
 const METHODS: ReadonlySet<string> = new Set(FORWARD_METHODS);
 
-/**
- * An Idempotency-Key claim whose forward does not exist after this long was never enqueued (its claim landed
- * late, after a Redis stall had already answered 503): a new request may take the key over.
- */
-export const STALE_CLAIM_MS = 15_000;
-
 function singleHeader(req: Request, name: string): string | undefined {
   const value = req.headers[name];
   if (Array.isArray(value)) throw new RelayError('invalid_header', `${name} must be sent once`);
@@ -162,7 +156,7 @@ export function forwardRouter(deps: ForwardRouteDeps): Router {
  * request that answered 503 while Redis stalled: free the key so that this request can claim it.
  */
 async function takeOverStaleClaim(deps: ForwardRouteDeps, request: ForwardRequest, earlier: IdempotencyClaim): Promise<boolean> {
-  if (request.idempotency === undefined || Date.now() - earlier.claimedAt < STALE_CLAIM_MS) return false;
+  if (request.idempotency === undefined || !deps.idempotency.isStale(earlier, false)) return false;
   if ((await viewOrUnavailable(deps, earlier.jobId)) !== undefined) return false;
   return deps.idempotency.release(request.accountId, request.idempotency.key, earlier.jobId);
 }
