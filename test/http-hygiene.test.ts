@@ -10,10 +10,10 @@ import { createServer as createTlsServer } from 'node:tls';
 import type { Server as TlsServer } from 'node:tls';
 import { request } from 'undici';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createCA, issueCertificate } from './support/pki.ts';
-import type { Issued } from './support/pki.ts';
-import { startMtlsTarget } from './support/mtls-target.ts';
-import type { MtlsTarget } from './support/mtls-target.ts';
+import { createCA, issueCertificate } from '../scripts/lib/pki.ts';
+import type { Issued } from '../scripts/lib/pki.ts';
+import { startMtlsTarget } from '../scripts/lib/mtls-target.ts';
+import type { MtlsTarget } from '../scripts/lib/mtls-target.ts';
 import { startRelay } from './support/relay.ts';
 import type { Relay } from './support/relay.ts';
 

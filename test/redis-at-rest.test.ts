@@ -10,10 +10,10 @@ import { createServer } from 'node:net';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { registerAtRestSecret, scanRedisAtRest } from './support/at-rest.ts';
-import { createCA, issueCertificate } from './support/pki.ts';
-import type { Issued } from './support/pki.ts';
-import { startMtlsTarget } from './support/mtls-target.ts';
-import type { MtlsTarget } from './support/mtls-target.ts';
+import { createCA, issueCertificate } from '../scripts/lib/pki.ts';
+import type { Issued } from '../scripts/lib/pki.ts';
+import { startMtlsTarget } from '../scripts/lib/mtls-target.ts';
+import type { MtlsTarget } from '../scripts/lib/mtls-target.ts';
 import { startRelay } from './support/relay.ts';
 import type { Relay } from './support/relay.ts';
 
