@@ -1,5 +1,5 @@
 /**
- * HTTP hygiene at the relay's front door and on the way back (RELIABILITY rows 5–9): bad forward URLs and
+ * HTTP hygiene at the relay's front door and on the way back: bad forward URLs and
  * account ids, oversize bodies and headers, request smuggling shapes on a raw socket, slowloris, hop-by-hop
  * headers in both directions, CR/LF in LP-* headers. Every refusal is problem+json and the target is never
  * called.

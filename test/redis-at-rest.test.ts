@@ -1,5 +1,5 @@
 /**
- * No secret at rest in clear (DESIGN "Quality targets", RELIABILITY row 20): drives everything that
+ * No secret at rest in clear (README "Secrets never reach Redis in clear"): drives everything that
  * writes to Redis — certificates with private keys, forwards with LP-authorization-override, request and
  * response bodies and headers, async results kept for polling, failed jobs, retries — then reads every key
  * the relay wrote and finds no PEM, no private key, no override token and no plaintext body. (Every other

@@ -81,7 +81,6 @@ export type MappingResult = z.infer<typeof mappingResultSchema>;
 
 /** The repeatable certificate-expiry check (added by a job scheduler, never by the API). */
 export const expiryJobSchema = z.object({ v: z.literal(1) });
-export type ExpiryJob = z.infer<typeof expiryJobSchema>;
 
 export const expiryResultSchema = z.object({
   v: z.literal(1),
