@@ -6,8 +6,10 @@ import type { ProcessLike } from './bootstrap.ts';
 import { parseIp } from './net-policy.ts';
 
 class Exit extends Error {
-  constructor(readonly code: number) {
+  readonly code: number;
+  constructor(code: number) {
     super(`exit ${code}`);
+    this.code = code;
   }
 }
 

@@ -1,9 +1,9 @@
 import { createServer } from 'node:http';
 import { bootstrap } from '@mtls-relay/shared/bootstrap';
 import type { Bootstrap } from '@mtls-relay/shared/bootstrap';
-import { ERROR_CATALOGUE } from '@mtls-relay/shared/errors';
 import { replyChannel } from '@mtls-relay/shared/jobs';
 import { registerClusterGauges, timedBackend } from '@mtls-relay/shared/metrics';
+import { rawProblemResponse } from '@mtls-relay/shared/problem';
 import { queuesReady } from '@mtls-relay/shared/readiness';
 import { createRedis, redisEndpoint, waitForRedis } from '@mtls-relay/shared/redis';
 import { createHostResolver } from '@mtls-relay/shared/target-dns';
@@ -115,20 +115,12 @@ server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
     socket.end('HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
     return;
   }
-  const spec = ERROR_CATALOGUE[code];
-  const body = JSON.stringify({ type: `urn:mtls-relay:problem:${code}`, title: spec.title, status: spec.status, code });
-  socket.end(
-    `HTTP/1.1 ${spec.status} ${spec.title}\r\nContent-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-  );
+  socket.end(rawProblemResponse(code));
 });
 // CONNECT is not relayed (Node hands it to 'connect' and, without a listener, drops the socket unanswered).
 server.on('connect', (_req, socket) => {
-  const spec = ERROR_CATALOGUE.method_not_allowed;
-  const body = JSON.stringify({ type: 'urn:mtls-relay:problem:method_not_allowed', title: spec.title, status: spec.status, code: 'method_not_allowed' });
   socket.on('error', () => socket.destroy());
-  socket.end(
-    `HTTP/1.1 ${spec.status} ${spec.title}\r\nContent-Type: application/problem+json\r\nAllow: GET, POST, PUT, PATCH, DELETE\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-  );
+  socket.end(rawProblemResponse('method_not_allowed', { Allow: 'GET, POST, PUT, PATCH, DELETE' }));
 });
 server.listen(config.PORT, config.HOST, () => {
   const address = server.address();
