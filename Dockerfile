@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
-# One image for the api and the worker (the command picks the service); a `demo` target adds the dev tooling
-# for the demo mTLS target (scripts/demo-compose.ts). TypeScript runs directly on Node 24 (type stripping): there is
+# One image for the api and the worker (the command picks the service); a `demo` target holds only the dev tooling
+# of the demo mTLS target (scripts/demo-compose.ts and scripts/lib). TypeScript runs directly on Node 24 (type stripping): there is
 # no build step. Every stage that runs something runs as the unprivileged `node` user.
 
 FROM node:24-bookworm-slim AS deps
@@ -30,7 +30,8 @@ COPY packages/shared/package.json packages/shared/
 COPY services/api/package.json services/api/
 COPY services/worker/package.json services/worker/
 RUN npm ci --no-audit --no-fund --ignore-scripts
-COPY . .
+COPY scripts/demo-compose.ts scripts/
+COPY scripts/lib scripts/lib
 RUN mkdir -p /demo && chown node:node /demo
 USER node
 CMD ["node", "scripts/demo-compose.ts"]

@@ -2,8 +2,8 @@
 // the workers read it (DEMO_DIR/target-ca.pem), then loads the demo client certificate and a mapping for account
 // "demo" through the relay's own API, as an operator would, with a short-lived admin token for that account.
 import { rmSync, writeFileSync } from 'node:fs';
-import { mintToken } from '../services/api/src/auth/tokens.ts';
-import { startDemoTarget } from './demo-target.ts';
+import { mintToken } from './lib/tokens.ts';
+import { startDemoTarget } from './lib/demo-target.ts';
 
 /** The variables this script reads besides the relay's AUTH_* settings (test/compose.test.ts checks compose against them). */
 export const DEMO_VARIABLES = ['DEMO_DIR', 'DEMO_TARGET_PORT', 'DEMO_TARGET_HOST', 'DEMO_LISTEN_HOST', 'RELAY_URL'] as const;

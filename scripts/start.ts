@@ -16,9 +16,9 @@ import { createKeyRing, resolveMasterKey } from '../packages/shared/src/crypto.t
 import { CertificateStore, createBackend, storeChangeChannel } from '../packages/shared/src/store/index.ts';
 import { createLogger } from '../packages/shared/src/logging.ts';
 import { devJwtSecret } from '../services/api/src/auth/dev-secret.ts';
-import { mintToken } from '../services/api/src/auth/tokens.ts';
-import { startDemoTarget } from './demo-target.ts';
-import type { DemoTarget } from './demo-target.ts';
+import { mintToken } from './lib/tokens.ts';
+import { startDemoTarget } from './lib/demo-target.ts';
+import type { DemoTarget } from './lib/demo-target.ts';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const DATA = `${ROOT}.data`;

@@ -5,7 +5,7 @@
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../packages/shared/src/config.ts';
 import { devJwtSecret } from '../services/api/src/auth/dev-secret.ts';
-import { mintToken, parseDuration } from '../services/api/src/auth/tokens.ts';
+import { mintToken, parseDuration } from './lib/tokens.ts';
 
 const USAGE = `usage: npm run token -- [--role admin|lpa|…] [--accounts 123,456|*] [--ttl 1h] [--sub name]
   --role      role claim (repeatable; default: the admin role, AUTH_ADMIN_ROLE or "admin")

@@ -13,6 +13,7 @@ import { describe, expect, it } from 'vitest';
 import { CONFIG_VARIABLES, loadConfig } from '../packages/shared/src/config.ts';
 import { DEMO_VARIABLES } from '../scripts/demo-compose.ts';
 import { InterpolationError, interpolate, loadCompose } from './support/compose.ts';
+import { importClosure } from './support/imports.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const require = createRequire(import.meta.url);
@@ -151,6 +152,17 @@ describe('deploy/vault and the Dockerfile', () => {
     }
     const targets = Object.values(services).map((s) => s.build?.target).filter((t) => t !== undefined);
     for (const t of new Set(targets)) expect(dockerfile).toMatch(new RegExp(`AS ${t}\\b`));
+  });
+
+  it('the demo image holds every file the demo script imports, and nothing from test/', () => {
+    const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
+    const demo = dockerfile.split(/^FROM /m).find((s) => /^\S+ AS demo\b/.test(s)) ?? '';
+    const copied = [...demo.matchAll(/^COPY (?!--from)(.+) \S+$/gm)].flatMap((m) => (m[1] as string).split(/\s+/));
+    expect(copied.some((c) => c === '.' || c.startsWith('test'))).toBe(false);
+    const needed = importClosure('scripts/demo-compose.ts');
+    expect(needed).toContain('scripts/lib/pki.ts');
+    const missing = needed.filter((file) => !copied.some((c) => file === c || file.startsWith(`${c.replace(/\/$/, '')}/`)));
+    expect(missing).toEqual([]);
   });
 });
 

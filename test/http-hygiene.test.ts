@@ -1,5 +1,5 @@
 /**
- * HTTP hygiene at the relay's front door and on the way back (RELIABILITY rows 5–9): bad forward URLs and
+ * HTTP hygiene at the relay's front door and on the way back: bad forward URLs and
  * account ids, oversize bodies and headers, request smuggling shapes on a raw socket, slowloris, hop-by-hop
  * headers in both directions, CR/LF in LP-* headers. Every refusal is problem+json and the target is never
  * called.
@@ -10,10 +10,10 @@ import { createServer as createTlsServer } from 'node:tls';
 import type { Server as TlsServer } from 'node:tls';
 import { request } from 'undici';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createCA, issueCertificate } from './support/pki.ts';
-import type { Issued } from './support/pki.ts';
-import { startMtlsTarget } from './support/mtls-target.ts';
-import type { MtlsTarget } from './support/mtls-target.ts';
+import { createCA, issueCertificate } from '../scripts/lib/pki.ts';
+import type { Issued } from '../scripts/lib/pki.ts';
+import { startMtlsTarget } from '../scripts/lib/mtls-target.ts';
+import type { MtlsTarget } from '../scripts/lib/mtls-target.ts';
 import { startRelay } from './support/relay.ts';
 import type { Relay } from './support/relay.ts';
 

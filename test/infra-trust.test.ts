@@ -16,8 +16,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRedis } from '../packages/shared/src/redis.ts';
 import { VaultBackend } from '../packages/shared/src/store/vault-backend.ts';
 import { trustForTargets } from '../packages/shared/src/trust.ts';
-import { createCA, issueCertificate } from './support/pki.ts';
-import type { CA } from './support/pki.ts';
+import { createCA, issueCertificate } from '../scripts/lib/pki.ts';
+import type { CA } from '../scripts/lib/pki.ts';
 
 const logger = pino({ level: 'silent' });
 const originalStore = getCACertificates('default');

@@ -3,8 +3,8 @@
  * resolver the forward path uses, and the API waits for the outcome on its reply channel.
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { createCA, issueCertificate } from './support/pki.ts';
-import type { CA, Issued } from './support/pki.ts';
+import { createCA, issueCertificate } from '../scripts/lib/pki.ts';
+import type { CA, Issued } from '../scripts/lib/pki.ts';
 import { startRelay } from './support/relay.ts';
 import type { Relay } from './support/relay.ts';
 import { call } from './suites/admin-client.ts';

@@ -6,10 +6,10 @@ import { connect as tlsConnect } from 'node:tls';
 import type { Socket } from 'node:net';
 import { Agent, request } from 'undici';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { startMtlsTarget, scriptedHandler } from './support/mtls-target.ts';
-import type { MtlsTarget, MtlsTargetOptions } from './support/mtls-target.ts';
-import { createCA, issueCertificate } from './support/pki.ts';
-import type { CA, Issued } from './support/pki.ts';
+import { startMtlsTarget, scriptedHandler } from '../scripts/lib/mtls-target.ts';
+import type { MtlsTarget, MtlsTargetOptions } from '../scripts/lib/mtls-target.ts';
+import { createCA, issueCertificate } from '../scripts/lib/pki.ts';
+import type { CA, Issued } from '../scripts/lib/pki.ts';
 
 let ca: CA;
 let otherCa: CA;

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import { freePort } from './support/redis.ts';
+import { freePort } from '../scripts/lib/ports.ts';
 import { startRelay } from './support/relay.ts';
 import type { Relay } from './support/relay.ts';
 

@@ -24,11 +24,11 @@ import { JobQueues } from '../services/api/src/clients/queue.ts';
 import { ResultWaiter } from '../services/api/src/clients/waiter.ts';
 import { openApiDocument } from '../services/api/src/openapi/document.ts';
 import { assertMatchesOpenApi, openApiChecked, takeOpenApiViolations, watchApi } from './support/openapi.ts';
-import { createCA, issueCertificate } from './support/pki.ts';
-import type { CA } from './support/pki.ts';
-import { startMtlsTarget } from './support/mtls-target.ts';
-import type { MtlsTarget } from './support/mtls-target.ts';
-import { freePort } from './support/redis.ts';
+import { createCA, issueCertificate } from '../scripts/lib/pki.ts';
+import type { CA } from '../scripts/lib/pki.ts';
+import { startMtlsTarget } from '../scripts/lib/mtls-target.ts';
+import type { MtlsTarget } from '../scripts/lib/mtls-target.ts';
+import { freePort } from '../scripts/lib/ports.ts';
 import { startRelay } from './support/relay.ts';
 import type { Relay } from './support/relay.ts';
 

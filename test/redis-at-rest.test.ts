@@ -1,5 +1,5 @@
 /**
- * No secret at rest in clear (DESIGN "Quality targets", RELIABILITY row 20): drives everything that
+ * No secret at rest in clear (README "Secrets never reach Redis in clear"): drives everything that
  * writes to Redis — certificates with private keys, forwards with LP-authorization-override, request and
  * response bodies and headers, async results kept for polling, failed jobs, retries — then reads every key
  * the relay wrote and finds no PEM, no private key, no override token and no plaintext body. (Every other
@@ -11,10 +11,10 @@ import { request } from 'undici';
 import { batchIdOf } from '../packages/shared/src/forward-records.ts';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { registerAtRestSecret, scanRedisAtRest } from './support/at-rest.ts';
-import { createCA, issueCertificate } from './support/pki.ts';
-import type { Issued } from './support/pki.ts';
-import { startMtlsTarget } from './support/mtls-target.ts';
-import type { MtlsTarget } from './support/mtls-target.ts';
+import { createCA, issueCertificate } from '../scripts/lib/pki.ts';
+import type { Issued } from '../scripts/lib/pki.ts';
+import { startMtlsTarget } from '../scripts/lib/mtls-target.ts';
+import type { MtlsTarget } from '../scripts/lib/mtls-target.ts';
 import { startRelay } from './support/relay.ts';
 import type { Relay } from './support/relay.ts';
 

@@ -6,9 +6,9 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { request } from 'undici';
-import { createCA, issueCertificate } from './support/pki.ts';
-import { startMtlsTarget } from './support/mtls-target.ts';
-import type { MtlsTarget } from './support/mtls-target.ts';
+import { createCA, issueCertificate } from '../scripts/lib/pki.ts';
+import { startMtlsTarget } from '../scripts/lib/mtls-target.ts';
+import type { MtlsTarget } from '../scripts/lib/mtls-target.ts';
 import { startTestRedis } from './support/redis.ts';
 import type { TestRedis } from './support/redis.ts';
 import { startRelay } from './support/relay.ts';

@@ -5,7 +5,8 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, startTestRedis } from './support/redis.ts';
+import { startTestRedis } from './support/redis.ts';
+import { freePort } from '../scripts/lib/ports.ts';
 import type { TestRedis } from './support/redis.ts';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));

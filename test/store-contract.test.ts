@@ -1,6 +1,6 @@
 /**
  * One contract for both certificate-store backends: the embedded Redis store (sealed under MASTER_KEY) and
- * Vault KV v2 through node-vault (against the Vault-API-compatible server; against a real Vault as well
+ * Vault KV v2 through node-vault (and for the in-memory backend the unit tests use) (against the Vault-API-compatible server; against a real Vault as well
  * when VAULT_ADDR and VAULT_TOKEN are set). Then the Vault-only behaviours: AppRole, renewal, timeouts,
  * sealed, and a wrong mount failing at start.
  */
@@ -11,8 +11,9 @@ import { createKeyRing } from '../packages/shared/src/crypto.ts';
 import { StoreError } from '../packages/shared/src/errors.ts';
 import { CertificateStore, EmbeddedBackend, VaultBackend } from '../packages/shared/src/store/index.ts';
 import type { DocumentBackend } from '../packages/shared/src/store/index.ts';
-import { createCA, issueCertificate } from './support/pki.ts';
-import type { CA } from './support/pki.ts';
+import { MemoryBackend } from '../scripts/lib/memory-backend.ts';
+import { createCA, issueCertificate } from '../scripts/lib/pki.ts';
+import type { CA } from '../scripts/lib/pki.ts';
 import { startTestRedis } from './support/redis.ts';
 import type { TestRedis } from './support/redis.ts';
 import { startVaultServer } from './support/vault-server.ts';
@@ -43,6 +44,8 @@ interface Adapter {
 }
 
 const adapters: Adapter[] = [
+  // The dev tooling's in-memory backend that unit tests use (services/worker/src/resolver.test.ts).
+  { name: 'memory (dev tooling, for unit tests)', make: () => new MemoryBackend() },
   { name: 'embedded (Redis, sealed)', make: () => new EmbeddedBackend(redisClient, createKeyRing(randomBytes(32)), unique()) },
   {
     name: 'vault (test server, token)',

@@ -9,7 +9,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Agent } from 'undici';
-import { createCA, issueCertificate } from '../../test/support/pki.ts';
+import { createCA, issueCertificate } from '../lib/pki.ts';
 import { startRelay } from '../../test/support/relay.ts';
 import { cpuMsOf, selfCpuMs, stealSnapshot } from './cpu.ts';
 import { runLoad } from './load.ts';

@@ -7,7 +7,7 @@ import { pino } from 'pino';
 import { BreakerRegistry } from '../../services/worker/src/breakers.ts';
 import { TargetClient } from '../../services/worker/src/clients/target.ts';
 import type { CertificateMaterial } from '../../packages/shared/src/store/types.ts';
-import { createCA, issueCertificate } from '../../test/support/pki.ts';
+import { createCA, issueCertificate } from '../lib/pki.ts';
 
 const gc = (globalThis as { gc?: () => void }).gc;
 if (gc === undefined) throw new Error('run with --expose-gc');

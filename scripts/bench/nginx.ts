@@ -3,8 +3,8 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort } from '../../test/support/redis.ts';
-import type { Issued } from '../../test/support/pki.ts';
+import { freePort } from '../lib/ports.ts';
+import type { Issued } from '../lib/pki.ts';
 
 export interface Nginx {
   url: string;

@@ -1,5 +1,5 @@
 /**
- * The big fuzz run (RELIABILITY row 31): at least 10,000 requests with LP-forward-url spellings of every
+ * The big fuzz run: at least 10,000 requests with LP-forward-url spellings of every
  * kind of address (private, metadata, reserved, multicast, embedded in IPv6, public), names through the
  * test DNS server, and random LP-* header values, bodies, methods, account ids and framing. Inside an
  * isolated namespace where those ranges are local, one listener on `::` sees every dial. Asserted: no 500,

@@ -1,6 +1,6 @@
 /**
- * The response examples of Cloudflare's Access mTLS API as the product's source document gives them
- * (seeds/002, "Access mTLS authentication"), and a checker that compares a response with them key by key.
+ * The response examples of Cloudflare's Access mTLS API as its public reference gives them ("Access mTLS
+ * authentication"), and a checker that compares a response with them key by key.
  * Placeholders: "*string*", "*boolean*", "*integer*"; null (the list example's timestamps) accepts a
  * string or null; {} (the failure example's result) accepts any object or null.
  */

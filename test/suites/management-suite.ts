@@ -5,10 +5,10 @@
  */
 import { randomBytes, X509Certificate } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createCA, issueCertificate } from '../support/pki.ts';
-import type { CA, Issued } from '../support/pki.ts';
-import { startMtlsTarget } from '../support/mtls-target.ts';
-import type { MtlsTarget } from '../support/mtls-target.ts';
+import { createCA, issueCertificate } from '../../scripts/lib/pki.ts';
+import type { CA, Issued } from '../../scripts/lib/pki.ts';
+import { startMtlsTarget } from '../../scripts/lib/mtls-target.ts';
+import type { MtlsTarget } from '../../scripts/lib/mtls-target.ts';
 import { startRelay } from '../support/relay.ts';
 import type { Relay, StoreKind } from '../support/relay.ts';
 import { call, forward, hexFingerprint } from './admin-client.ts';

@@ -8,8 +8,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort } from './redis.ts';
-import type { Pem } from './pki.ts';
+import { freePort } from '../../scripts/lib/ports.ts';
+import type { Pem } from '../../scripts/lib/pki.ts';
 
 export interface OpensslServer {
   url: string;

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import type { Redis } from 'ioredis';
 import { createKeyRing } from '../../packages/shared/src/crypto.ts';
 import { CertificateStore, EmbeddedBackend, storeChangeChannel, VaultBackend } from '../../packages/shared/src/store/index.ts';
-import { mintToken } from '../../services/api/src/auth/tokens.ts';
+import { mintToken } from '../../scripts/lib/tokens.ts';
 import type { DocumentBackend } from '../../packages/shared/src/store/index.ts';
 import { startTestRedis } from './redis.ts';
 import type { TestRedis } from './redis.ts';

@@ -38,10 +38,7 @@ function readName(msg: Buffer, offset: number): { name: string; end: number } {
 function rdata(address: string): Buffer {
   const ip = parseIp(address);
   if (ip === null) throw new Error(`not an address: ${address}`);
-  const width = ip.family === 4 ? 4 : 16;
-  const out = Buffer.alloc(width);
-  for (let i = 0; i < width; i++) out[i] = Number((ip.value >> BigInt(8 * (width - 1 - i))) & 0xffn);
-  return out;
+  return Buffer.from(ip.toByteArray());
 }
 
 export async function startTestDns(): Promise<TestDns> {

@@ -1,4 +1,4 @@
-// KV v2 secrets engine for the Vault-compatible test server (see /work/shared/VAULT-API.md).
+// KV v2 secrets engine for the Vault-compatible test server (shapes as in Vault's KV v2 HTTP API documentation).
 // Pure logic: every operation returns the status and JSON body Vault would answer with.
 import { randomUUID } from 'node:crypto';
 

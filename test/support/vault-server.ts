@@ -1,5 +1,5 @@
 // A Vault-API-compatible HTTP server for tests: KV v2 mounts, token auth, AppRole login, token lookup/renew/create,
-// sys/health, sealing and a "hang" mode. Shapes follow /work/shared/VAULT-API.md.
+// sys/health, sealing and a "hang" mode. Shapes follow Vault's HTTP API documentation.
 import { randomUUID } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';

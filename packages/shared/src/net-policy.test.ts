@@ -28,13 +28,14 @@ describe('parseHost', () => {
     ['::ffff:127.0.0.1', '::ffff:7f00:1'],
     ['[FD00:EC2::254]', 'fd00:ec2::254'],
     ['fe80::1%eth0', 'fe80::1'],
+    ['::1.2.3.4', '::102:304'], // IPv4-compatible, not mapped (ipaddr.js alone would read ::ffff:102:304)
   ])('reads %s as the address %s', (spelling, canonical) => {
     const h = parseHost(spelling);
     expect(h.kind).toBe('ip');
     if (h.kind === 'ip') expect(formatIp(h.ip)).toBe(canonical);
   });
 
-  it.each(['1.2.3.4.5', '256.0.0.1', '0x100000000', '08.0.0.1', '', '.', 'a..b', '::g'])('refuses %j as invalid', (spelling) => {
+  it.each(['1.2.3.4.5', '256.0.0.1', '0x100000000', '08.0.0.1', '', '.', 'a..b', '::g', 'a.1', '::ffff:0x7f.0.0.1', 'evil.example/x', 'user@127.0.0.1', 'a%2e1', 'loc\nalhost', '127.0.0.1#x'])('refuses %j as invalid', (spelling) => {
     expect(parseHost(spelling).kind).toBe('invalid');
   });
 

@@ -1,8 +1,8 @@
-import { classifyIp, embeddedIpv4, formatIp, inRange, MAPPED, parseHost, parseIp, v4, WIDTH } from './ip.ts';
+import { classifyIp, embeddedIpv4, familyOf, formatIp, inRange, mappedIpv4, parseHost, parseIp, sameIp, WIDTH } from './ip.ts';
 import type { AddressCategory, IpAddress, Range } from './ip.ts';
 import { hostnameMatches } from './url.ts';
 
-export { classifyIp, embeddedIpv4, formatIp, parseHost, parseIp } from './ip.ts';
+export { classifyIp, embeddedIpv4, familyOf, formatIp, parseHost, parseIp } from './ip.ts';
 export type { AddressCategory, HostKind, IpAddress } from './ip.ts';
 
 /**
@@ -45,11 +45,11 @@ export function parseAllowlist(entries: readonly string[]): { hosts: string[]; r
     const [addr = '', bits, extra] = entry.split('/');
     const host = parseHost(addr);
     if (bits !== undefined) {
-      const width = host.kind === 'ip' ? WIDTH[host.ip.family] : 0;
+      const width = host.kind === 'ip' ? WIDTH[familyOf(host.ip)] : 0;
       if (host.kind !== 'ip' || extra !== undefined || !/^\d{1,3}$/.test(bits) || Number(bits) > width) {
         problems.push(`"${entry}" is not a valid CIDR`);
-      } else ranges.push({ family: host.ip.family, base: host.ip.value, bits: Number(bits) });
-    } else if (host.kind === 'ip') ranges.push({ family: host.ip.family, base: host.ip.value, bits: WIDTH[host.ip.family] });
+      } else ranges.push([host.ip, Number(bits)]);
+    } else if (host.kind === 'ip') ranges.push([host.ip, WIDTH[familyOf(host.ip)]]);
     else if (host.kind === 'name' && /^(\*\.)?[a-z0-9_-]+(\.[a-z0-9_-]+)*$/.test(host.name)) hosts.push(host.name);
     else problems.push(`"${entry}" is neither a host name, an IP address nor a CIDR`);
   }
@@ -84,7 +84,7 @@ export class TargetPolicy {
     return forms.some((f) => {
       const c = classifyIp(f);
       if (c === 'loopback' || c === 'unspecified' || c === 'this-network') return true;
-      return this.#selfIps.some((s) => s.family === f.family && s.value === f.value);
+      return this.#selfIps.some((s) => sameIp(s, f));
     });
   }
 
@@ -93,7 +93,8 @@ export class TargetPolicy {
     if (this.#isSelf(ip, port)) return { allowed: false, category: 'self' };
     if (hostAllowlisted) return { allowed: true, category: 'allowlisted' };
     // A mapped address is dialled as its IPv4 address: an allowlisted IPv4 range covers it too.
-    const forms = inRange(ip, MAPPED) ? [ip, v4(ip.value)] : [ip];
+    const mapped = mappedIpv4(ip);
+    const forms = mapped === null ? [ip] : [ip, mapped];
     if (forms.some((f) => this.#ranges.some((r) => inRange(f, r)))) return { allowed: true, category: 'allowlisted' };
     const category = classifyIp(ip);
     return { allowed: category === 'global', category };

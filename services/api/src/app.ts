@@ -11,7 +11,7 @@ import type { ResultWaiter } from './clients/waiter.ts';
 import { forwardRouter } from './routes/forward.ts';
 import type { ForwardRouteDeps } from './routes/forward.ts';
 import { healthRouter } from './routes/health.ts';
-import type { ReadinessCheck } from './routes/health.ts';
+import type { ReadinessCheck } from '@mtls-relay/shared/readiness';
 import { jobsRouter } from './routes/jobs.ts';
 import { canAccessAccount } from './auth/access.ts';
 import { cloudflareErrorHandler, cloudflareNotFound } from './cloudflare.ts';

@@ -1,14 +1,10 @@
 import { createServer } from 'node:http';
-import { networkInterfaces } from 'node:os';
-import { randomUUID } from 'node:crypto';
-import { loadConfig } from '@mtls-relay/shared/config';
-import { createKeyRing, resolveMasterKey } from '@mtls-relay/shared/crypto';
-import { ERROR_CATALOGUE } from '@mtls-relay/shared/errors';
+import { bootstrap } from '@mtls-relay/shared/bootstrap';
+import type { Bootstrap } from '@mtls-relay/shared/bootstrap';
 import { ForwardRecords } from '@mtls-relay/shared/forward-records';
 import { replyChannel } from '@mtls-relay/shared/jobs';
-import { createLogger, errorSummary } from '@mtls-relay/shared/logging';
-import { TargetPolicy } from '@mtls-relay/shared/net-policy';
 import { registerClusterGauges, timedBackend } from '@mtls-relay/shared/metrics';
+import { rawProblemResponse } from '@mtls-relay/shared/problem';
 import { queuesReady } from '@mtls-relay/shared/readiness';
 import { createRedis, redisEndpoint, waitForRedis } from '@mtls-relay/shared/redis';
 import { createHostResolver } from '@mtls-relay/shared/target-dns';
@@ -23,29 +19,16 @@ import { apiShutdown } from './shutdown.ts';
 import { buildAuthentication } from './auth/setup.ts';
 import { createTargetGuard } from './target-guard.ts';
 
-let config;
-try {
-  config = loadConfig(process.env);
-} catch (err) {
-  console.error(`mtls-relay api: ${(err as Error).message}`);
-  process.exit(78);
-}
-const instanceId = randomUUID().slice(0, 8);
-const logger = createLogger({ name: 'mtls-relay-api', level: config.LOG_LEVEL, base: { instance: instanceId } });
-
-const master = resolveMasterKey(config);
-if (master.devKeyFile !== undefined) {
-  logger.warn({ file: master.devKeyFile }, 'MASTER_KEY is not set: using a generated development key (set MASTER_KEY in production)');
-}
-const ring = createKeyRing(master.key, config.MASTER_KEYS_PREVIOUS);
+// Typed, so that TypeScript knows boot.fatal and boot.configError do not return.
+const boot: Bootstrap = bootstrap('api', process);
+const { config, instanceId, logger, ring } = boot;
 
 const producer = createRedis(redisEndpoint(config), 'producer', logger, `api-${instanceId}`, config.REDIS_COMMAND_TIMEOUT_MS);
 let auth;
 try {
   auth = buildAuthentication(config, { redis: producer, logger });
 } catch (err) {
-  console.error(`mtls-relay api: ${(err as Error).message}`);
-  process.exit(78);
+  boot.configError(err);
 }
 if (auth.devSecretFile !== undefined) {
   logger.warn({ file: auth.devSecretFile }, 'no credentials configured: Bearer tokens signed with a generated development secret are accepted (mint one with npm run token)');
@@ -85,26 +68,19 @@ try {
   await waitForRedis(producer, 10_000);
   await waiter.start();
 } catch (err) {
-  logger.fatal(errorSummary(err), `Redis at ${new URL(config.REDIS_URL).host} is not reachable`);
-  process.exit(1);
+  boot.fatal(err, `Redis at ${new URL(config.REDIS_URL).host} is not reachable`);
 }
 try {
   await backend.verify();
 } catch (err) {
-  logger.fatal(errorSummary(err), `the certificate store (${backend.kind}) is not usable`);
-  process.exit(1);
+  boot.fatal(err, `the certificate store (${backend.kind}) is not usable`);
 }
 
 // SSRF guard: the relay's own listening socket (its actual port, once bound) is refused even if allowlisted.
 let boundPort: number | undefined;
-const localAddresses = Object.values(networkInterfaces()).flatMap((list) => (list ?? []).map((i) => i.address));
-const targetPolicy = new TargetPolicy({
-  allowlist: config.TARGET_ALLOWLIST,
-  self: { port: () => boundPort, addresses: [config.HOST, ...localAddresses] },
-});
+const targetPolicy = boot.targetPolicy(() => boundPort);
 const checkTarget = createTargetGuard(targetPolicy, createHostResolver({ servers: config.TARGET_DNS_SERVERS }));
 
-let shuttingDown = false;
 const app = createApp({
   logger,
   ring,
@@ -120,7 +96,7 @@ const app = createApp({
   authenticate: auth.authenticate,
   checkTarget,
   maxHeaderCount: config.MAX_HEADER_COUNT,
-  isShuttingDown: () => shuttingDown,
+  isShuttingDown: boot.isShuttingDown,
   metrics,
   readiness: [
     { name: 'redis', check: async () => ({ ok: (await producer.ping()) === 'PONG' }) },
@@ -155,20 +131,12 @@ server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
     socket.end('HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
     return;
   }
-  const spec = ERROR_CATALOGUE[code];
-  const body = JSON.stringify({ type: `urn:mtls-relay:problem:${code}`, title: spec.title, status: spec.status, code });
-  socket.end(
-    `HTTP/1.1 ${spec.status} ${spec.title}\r\nContent-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-  );
+  socket.end(rawProblemResponse(code));
 });
 // CONNECT is not relayed (Node hands it to 'connect' and, without a listener, drops the socket unanswered).
 server.on('connect', (_req, socket) => {
-  const spec = ERROR_CATALOGUE.method_not_allowed;
-  const body = JSON.stringify({ type: 'urn:mtls-relay:problem:method_not_allowed', title: spec.title, status: spec.status, code: 'method_not_allowed' });
   socket.on('error', () => socket.destroy());
-  socket.end(
-    `HTTP/1.1 ${spec.status} ${spec.title}\r\nContent-Type: application/problem+json\r\nAllow: GET, POST, PUT, PATCH, DELETE\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-  );
+  socket.end(rawProblemResponse('method_not_allowed', { Allow: 'GET, POST, PUT, PATCH, DELETE' }));
 });
 server.listen(config.PORT, config.HOST, () => {
   const address = server.address();
@@ -182,13 +150,4 @@ const shutdown = apiShutdown(
   logger,
   config.SYNC_WAIT_MS + 5_000,
 );
-for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-  process.once(signal, () => {
-    shuttingDown = true;
-    logger.info({ signal }, 'shutting down');
-    void shutdown().then((clean) => {
-      logger.info({ clean }, 'api stopped');
-      process.exit(clean ? 0 : 1);
-    });
-  });
-}
+boot.onSignals(shutdown);

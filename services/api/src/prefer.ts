@@ -9,10 +9,10 @@ export function parsePrefer(values: string | string[] | undefined): Preferences 
   const list = values === undefined ? [] : Array.isArray(values) ? values : [values];
   for (const value of list) {
     for (const part of value.split(',')) {
-      const [token = '', ...params] = part.split(';');
+      // Preference parameters (after ';') carry nothing the relay uses.
+      const [token = ''] = part.split(';');
       const [name = '', raw] = token.split('=').map((s) => s.trim());
       const key = name.toLowerCase();
-      void params;
       if (key === 'respond-async') prefs.respondAsync = true;
       else if (key === 'wait' && raw !== undefined && /^\d+$/.test(raw.replace(/^"|"$/g, ''))) {
         prefs.waitSeconds = Number(raw.replace(/^"|"$/g, ''));

@@ -3,12 +3,13 @@ import { ERROR_CATALOGUE, RelayError } from '@mtls-relay/shared/errors';
 import type { ErrorSpec } from '@mtls-relay/shared/errors';
 import { errorSummary } from '@mtls-relay/shared/logging';
 import type { Logger } from '@mtls-relay/shared/logging';
+import { PROBLEM_CONTENT_TYPE, problemBody } from '@mtls-relay/shared/problem';
 
 /** Renders a RelayError as RFC 9457 problem+json, with Proxy-Status (RFC 9209) when the failure was on the way to the target. */
 export function sendProblem(res: Response, err: RelayError, extra: { jobId?: string; location?: string } = {}): void {
   const spec: ErrorSpec = ERROR_CATALOGUE[err.code];
   res.status(err.status);
-  res.setHeader('Content-Type', 'application/problem+json');
+  res.setHeader('Content-Type', PROBLEM_CONTENT_TYPE);
   res.setHeader('Cache-Control', 'no-store');
   if (spec.proxyStatus !== undefined) {
     res.setHeader('Proxy-Status', `mtls-relay; error=${spec.proxyStatus}; details=${JSON.stringify(err.detail.replace(/[^\x20-\x7e]/g, ''))}`);
@@ -16,16 +17,7 @@ export function sendProblem(res: Response, err: RelayError, extra: { jobId?: str
   if (err.retryAfter !== undefined) res.setHeader('Retry-After', String(Math.max(1, Math.ceil(err.retryAfter))));
   if (extra.jobId !== undefined) res.setHeader('LP-job-id', extra.jobId);
   if (extra.location !== undefined) res.setHeader('Location', extra.location);
-  const body: Record<string, unknown> = {
-    type: `urn:mtls-relay:problem:${err.code}`,
-    title: spec.title,
-    status: err.status,
-    detail: err.detail,
-    code: err.code,
-    ...(extra.jobId === undefined ? {} : { jobId: extra.jobId }),
-    ...(err.extra ?? {}),
-  };
-  res.end(JSON.stringify(body));
+  res.end(JSON.stringify(problemBody(err, { ...(extra.jobId === undefined ? {} : { jobId: extra.jobId }), ...(err.extra ?? {}) })));
 }
 
 interface ParserError {

@@ -1,37 +1,28 @@
 import { createServer } from 'node:http';
 import type { Server, ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
+import type { ErrorCode } from '@mtls-relay/shared/errors';
 import type { Logger } from '@mtls-relay/shared/logging';
-import type { ReadinessResult } from '@mtls-relay/shared/readiness';
-
-export interface WorkerReadinessCheck {
-  name: string;
-  check: () => Promise<ReadinessResult>;
-}
+import { PROBLEM_CONTENT_TYPE, problemBody } from '@mtls-relay/shared/problem';
+import { runReadiness } from '@mtls-relay/shared/readiness';
+import type { ReadinessCheck } from '@mtls-relay/shared/readiness';
 
 export interface HealthServerDeps {
   registry: Registry;
-  checks: WorkerReadinessCheck[];
+  checks: ReadinessCheck[];
   isShuttingDown: () => boolean;
   logger: Logger;
   checkTimeoutMs?: number;
 }
 
-async function runCheck(c: WorkerReadinessCheck, timeoutMs: number): Promise<ReadinessResult & { name: string }> {
-  try {
-    const r = await Promise.race([
-      c.check(),
-      new Promise<ReadinessResult>((resolve) => setTimeout(() => resolve({ ok: false, detail: 'timeout' }), timeoutMs).unref()),
-    ]);
-    return { name: c.name, ...r };
-  } catch (err) {
-    return { name: c.name, ok: false, detail: (err as Error).name };
-  }
-}
-
 function send(res: ServerResponse, status: number, type: string, body: string): void {
   res.writeHead(status, { 'Content-Type': type, 'Content-Length': Buffer.byteLength(body), 'Cache-Control': 'no-store' });
   res.end(body);
+}
+
+function sendProblem(res: ServerResponse, code: ErrorCode): void {
+  const body = problemBody(code);
+  send(res, body['status'] as number, PROBLEM_CONTENT_TYPE, JSON.stringify(body));
 }
 
 /**
@@ -45,7 +36,7 @@ export function createHealthServer(deps: HealthServerDeps): Server {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.setHeader('Allow', 'GET, HEAD');
-      send(res, 405, 'application/problem+json', JSON.stringify({ type: 'urn:mtls-relay:problem:method_not_allowed', title: 'Method Not Allowed', status: 405, code: 'method_not_allowed' }));
+      sendProblem(res, 'method_not_allowed');
       return;
     }
     if (path === '/healthz') {
@@ -53,10 +44,8 @@ export function createHealthServer(deps: HealthServerDeps): Server {
       return;
     }
     if (path === '/readyz') {
-      void Promise.all(deps.checks.map((c) => runCheck(c, timeoutMs))).then((checks) => {
-        const shuttingDown = deps.isShuttingDown();
-        const ok = !shuttingDown && checks.every((c) => c.ok);
-        send(res, ok ? 200 : 503, 'application/json', JSON.stringify({ status: ok ? 'ready' : 'not ready', shuttingDown, checks }));
+      void runReadiness(deps.checks, deps.isShuttingDown, timeoutMs).then((report) => {
+        send(res, report.status === 'ready' ? 200 : 503, 'application/json', JSON.stringify(report));
       });
       return;
     }
@@ -70,7 +59,7 @@ export function createHealthServer(deps: HealthServerDeps): Server {
       );
       return;
     }
-    send(res, 404, 'application/problem+json', JSON.stringify({ type: 'urn:mtls-relay:problem:not_found', title: 'Not Found', status: 404, code: 'not_found' }));
+    sendProblem(res, 'not_found');
   });
 }
 

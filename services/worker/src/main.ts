@@ -1,10 +1,7 @@
 import { readFileSync } from 'node:fs';
-import { networkInterfaces } from 'node:os';
-import { randomUUID } from 'node:crypto';
-import { loadConfig } from '@mtls-relay/shared/config';
-import { createKeyRing, resolveMasterKey } from '@mtls-relay/shared/crypto';
-import { createLogger, errorSummary } from '@mtls-relay/shared/logging';
-import { TargetPolicy } from '@mtls-relay/shared/net-policy';
+import { bootstrap } from '@mtls-relay/shared/bootstrap';
+import type { Bootstrap } from '@mtls-relay/shared/bootstrap';
+import { errorSummary } from '@mtls-relay/shared/logging';
 import { JOB_NAMES } from '@mtls-relay/shared/jobs';
 import { createRegistry, registerClusterGauges, timedBackend } from '@mtls-relay/shared/metrics';
 import { queuesReady } from '@mtls-relay/shared/readiness';
@@ -26,21 +23,9 @@ import { Limiter } from './limiter.ts';
 import { ForwardRecorder } from './recorder.ts';
 import { backoffDelay, producerQueue, retryJobAdder, startWorkers } from './worker.ts';
 
-let config;
-try {
-  config = loadConfig(process.env);
-} catch (err) {
-  console.error(`mtls-relay worker: ${(err as Error).message}`);
-  process.exit(78);
-}
-const instanceId = randomUUID().slice(0, 8);
-const logger = createLogger({ name: 'mtls-relay-worker', level: config.LOG_LEVEL, base: { instance: instanceId } });
-
-const master = resolveMasterKey(config);
-if (master.devKeyFile !== undefined) {
-  logger.warn({ file: master.devKeyFile }, 'MASTER_KEY is not set: using a generated development key (set MASTER_KEY in production)');
-}
-const ring = createKeyRing(master.key, config.MASTER_KEYS_PREVIOUS);
+// Typed, so that TypeScript knows boot.fatal and boot.configError do not return.
+const boot: Bootstrap = bootstrap('worker', process);
+const { config, instanceId, logger, ring } = boot;
 
 const redisAt = redisEndpoint(config);
 const connection = createRedis(redisAt, 'worker', logger, `worker-${instanceId}`);
@@ -53,8 +38,7 @@ const store = new CertificateStore(timedBackend(backend, registry));
 try {
   await backend.verify();
 } catch (err) {
-  logger.fatal(errorSummary(err), `the certificate store (${backend.kind}) is not usable`);
-  process.exit(1);
+  boot.fatal(err, `the certificate store (${backend.kind}) is not usable`);
 }
 
 const resolver = new CertificateResolver(store, { ttlMs: config.CERT_CACHE_TTL_SECONDS * 1000 });
@@ -65,11 +49,7 @@ subscriber.on('ready', () => resolver.invalidate());
 await subscriber.subscribe(changes);
 
 // SSRF guard at dial time. PORT is the API's port when both share their settings: refused on this host.
-const localAddresses = Object.values(networkInterfaces()).flatMap((list) => (list ?? []).map((i) => i.address));
-const targetPolicy = new TargetPolicy({
-  allowlist: config.TARGET_ALLOWLIST,
-  self: { port: () => config.PORT, addresses: [config.HOST, ...localAddresses] },
-});
+const targetPolicy = boot.targetPolicy(() => config.PORT);
 const target = new TargetClient({
   guard: createConnectGuard(targetPolicy, createHostResolver({ servers: config.TARGET_DNS_SERVERS })),
   connectTimeoutMs: config.CONNECT_TIMEOUT_MS,
@@ -133,11 +113,10 @@ const workers = startWorkers({
   },
 });
 
-let shuttingDown = false;
 const health = createHealthServer({
   registry,
   logger,
-  isShuttingDown: () => shuttingDown,
+  isShuttingDown: boot.isShuttingDown,
   checks: [
     { name: 'redis', check: async () => ({ ok: (await commands.ping()) === 'PONG' }) },
     { name: 'store', check: () => store.backend.health() },
@@ -150,21 +129,10 @@ try {
   metricsPort = await listen(health, config.METRICS_PORT, config.HOST);
   await scheduleExpiryCheck(queues[JOB_NAMES.indexOf('expiry')] as Queue, config.CERT_EXPIRY_CHECK_SECONDS);
 } catch (err) {
-  logger.fatal(errorSummary(err), `the health/metrics server could not listen on ${config.HOST}:${config.METRICS_PORT}, or the expiry check could not be scheduled`);
-  process.exit(1);
+  boot.fatal(err, `the health/metrics server could not listen on ${config.HOST}:${config.METRICS_PORT}, or the expiry check could not be scheduled`);
 }
 // `port` is the health/metrics server's (probes and scrapers use it).
 logger.info({ store: backend.kind, concurrency: config.WORKER_CONCURRENCY, prefix: config.QUEUE_PREFIX, port: metricsPort }, 'worker started');
 
 const shutdown = workerShutdown({ workers, target, breakers, backend, redis: [connection, commands, subscriber] }, logger, config.JOB_LOCK_MS);
-for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-  process.once(signal, () => {
-    shuttingDown = true;
-    logger.info({ signal }, 'shutting down');
-    void shutdown().then((clean) => {
-      health.close();
-      logger.info({ clean }, 'worker stopped');
-      process.exit(clean ? 0 : 1);
-    });
-  });
-}
+boot.onSignals(() => shutdown().finally(() => health.close()));

@@ -30,6 +30,8 @@ export function parseRetryAfter(value: string | undefined, capSeconds: number, n
   const v = value.trim();
   let seconds: number;
   if (/^\d+$/.test(v)) seconds = Number(v);
+  // An HTTP date names its month; Date.parse alone would also read "-1" or "2026" as dates.
+  else if (!/[a-z]{3}/i.test(v)) return undefined;
   else {
     const at = Date.parse(v);
     if (Number.isNaN(at)) return undefined;
@@ -103,7 +105,8 @@ export function classifyTransportError(err: unknown): RelayError {
     }
     return wrap('target_connection_reset');
   }
-  if (code.startsWith('HPE_') || code === 'UND_ERR_INFO' || code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH') {
+  // undici's HTTPParserError has no code when the answer is not HTTP at all.
+  if (code.startsWith('HPE_') || name === 'HTTPParserError' || code === 'UND_ERR_INFO' || code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH') {
     return wrap('target_protocol_error');
   }
   if (code === 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH' || code === 'UND_ERR_INVALID_ARG') return wrap('bad_request', 'the request could not be sent as given');

@@ -6,8 +6,6 @@ import type { TargetUrl } from '@mtls-relay/shared/url';
 export interface Resolution {
   /** The certificate to present, or null to send without one. */
   readonly material: CertificateMaterial | null;
-  /** How it was chosen. */
-  readonly via: 'mapping' | 'hostname' | 'none';
   /** The hostname settings demand a client certificate for this host. */
   readonly hostRequiresCertificate: boolean;
 }
@@ -20,7 +18,7 @@ interface AccountEntry {
 }
 
 /**
- * Chooses the certificate for a forward (DESIGN "Which certificate a forward uses") and caches what it read
+ * Chooses the certificate for a forward (README "Which certificate a forward uses") and caches what it read
  * per account. `invalidate(accountId)` is called on every store change announced over Redis pub/sub, so a
  * rotation or a deleted mapping takes effect on the next forward; the TTL is only a safety net.
  */
@@ -110,7 +108,7 @@ export class CertificateResolver {
     const valid = certificates.filter((c) => isCurrentlyValid(c, now));
     if (mapping !== null) {
       const mapped = valid.find((c) => c.id === mapping.certificateId);
-      if (mapped !== undefined) return { material: mapped, via: 'mapping', hostRequiresCertificate };
+      if (mapped !== undefined) return { material: mapped, hostRequiresCertificate };
     }
     // Exact host names before wildcards; among equals, the one that stays valid longest.
     const byHost = valid
@@ -118,7 +116,7 @@ export class CertificateResolver {
       .filter(({ c, exact }) => exact || c.associatedHostnames.some((h) => hostnameMatches(h, url.hostname)))
       .sort((a, b) => Number(b.exact) - Number(a.exact) || b.c.expiresOn.localeCompare(a.c.expiresOn));
     const chosen = byHost[0]?.c;
-    if (chosen !== undefined) return { material: chosen, via: 'hostname', hostRequiresCertificate };
-    return { material: null, via: 'none', hostRequiresCertificate };
+    if (chosen !== undefined) return { material: chosen, hostRequiresCertificate };
+    return { material: null, hostRequiresCertificate };
   }
 }

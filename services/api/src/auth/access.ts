@@ -1,5 +1,6 @@
-import type { Response } from 'express';
+import type { Request, Response } from 'express';
 import { RelayError } from '@mtls-relay/shared/errors';
+import { assertAccountId } from '@mtls-relay/shared/url';
 
 export type Permission = 'MTLS_READ_INTERNAL' | 'MTLS_WRITE_INTERNAL';
 
@@ -41,4 +42,14 @@ export function assertAccountAccess(res: Response, accountId: string): void {
   if (!canAccessAccount(res, accountId)) {
     throw new RelayError('forbidden', `these credentials may not act on account ${accountId}`);
   }
+}
+
+/**
+ * The account a request names in its path parameter `param`, once checked: 400 invalid_account_id when it is
+ * not an account id, 403 forbidden when the caller may not act on it.
+ */
+export function accountOf(req: Request, res: Response, param: 'accountId' | 'account_id' = 'accountId'): string {
+  const accountId = assertAccountId(String(req.params[param]));
+  assertAccountAccess(res, accountId);
+  return accountId;
 }

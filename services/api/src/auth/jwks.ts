@@ -23,8 +23,6 @@ export class RemoteJwks {
   #loadedAt = Number.NEGATIVE_INFINITY;
   #attemptedAt = Number.NEGATIVE_INFINITY;
   #pending: Promise<void> | undefined;
-  /** Fetch attempts so far (for logs and tests). */
-  fetches = 0;
 
   constructor(url: string, opts: RemoteJwksOptions) {
     this.#url = url;
@@ -56,7 +54,6 @@ export class RemoteJwks {
     if (this.#pending !== undefined) return this.#pending;
     if (!this.#mayFetch()) return Promise.resolve();
     this.#attemptedAt = Date.now();
-    this.fetches += 1;
     this.#pending = this.#load().finally(() => {
       this.#pending = undefined;
     });

@@ -3,8 +3,7 @@ import type { Request, Response, Router } from 'express';
 import { z } from 'zod';
 import { RelayError } from '@mtls-relay/shared/errors';
 import type { CertificateInfo, CertificateStore } from '@mtls-relay/shared/store';
-import { assertAccountId } from '@mtls-relay/shared/url';
-import { assertAccountAccess } from '../auth/access.ts';
+import { accountOf } from '../auth/access.ts';
 import { parseBody } from '../body.ts';
 import { paginate, parsePagination, sendCfResult } from '../cloudflare.ts';
 
@@ -48,13 +47,6 @@ export function certificateResult(c: CertificateInfo): Record<string, unknown> {
   };
 }
 
-/** The account of the request, after checking the caller may act on it. */
-export function accountOf(req: Request, res: Response): string {
-  const accountId = assertAccountId(String(req.params['account_id']));
-  assertAccountAccess(res, accountId);
-  return accountId;
-}
-
 /**
  * `/accounts/{account_id}/access/certificates[/{certificate_id}]` in Cloudflare's Access mTLS shape.
  * Register the settings router first: `settings` is not a certificate id.
@@ -64,7 +56,7 @@ export function certificatesRouter(deps: CertificateRouteDeps): Router {
   const json = express.json({ limit: '1mb', type: () => true });
 
   router.post(BASE, json, async (req: Request, res: Response) => {
-    const accountId = accountOf(req, res);
+    const accountId = accountOf(req, res, 'account_id');
     const body = parseBody(createSchema, req.body);
     const created = await deps.store.createCertificate(accountId, {
       name: body.name,
@@ -76,7 +68,7 @@ export function certificatesRouter(deps: CertificateRouteDeps): Router {
   });
 
   router.get(BASE, async (req: Request, res: Response) => {
-    const accountId = accountOf(req, res);
+    const accountId = accountOf(req, res, 'account_id');
     const { page, perPage } = parsePagination(req.query as Record<string, unknown>);
     const all = await deps.store.listCertificates(accountId);
     const { items, info } = paginate(all, page, perPage);
@@ -84,7 +76,7 @@ export function certificatesRouter(deps: CertificateRouteDeps): Router {
   });
 
   router.get(`${BASE}/:certificate_id`, async (req: Request, res: Response) => {
-    const accountId = accountOf(req, res);
+    const accountId = accountOf(req, res, 'account_id');
     const id = String(req.params['certificate_id']);
     const found = await deps.store.getCertificate(accountId, id);
     if (found === null) throw new RelayError('not_found', `certificate ${id} not found`);
@@ -92,7 +84,7 @@ export function certificatesRouter(deps: CertificateRouteDeps): Router {
   });
 
   router.put(`${BASE}/:certificate_id`, json, async (req: Request, res: Response) => {
-    const accountId = accountOf(req, res);
+    const accountId = accountOf(req, res, 'account_id');
     const id = String(req.params['certificate_id']);
     const body = parseBody(updateSchema, req.body);
     const updated = await deps.store.updateCertificate(accountId, id, {
@@ -105,7 +97,7 @@ export function certificatesRouter(deps: CertificateRouteDeps): Router {
   });
 
   router.delete(`${BASE}/:certificate_id`, async (req: Request, res: Response) => {
-    const accountId = accountOf(req, res);
+    const accountId = accountOf(req, res, 'account_id');
     const id = String(req.params['certificate_id']);
     await deps.store.deleteCertificate(accountId, id);
     sendCfResult(res, 200, { id });

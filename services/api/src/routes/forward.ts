@@ -6,14 +6,14 @@ import type { ForwardRecords } from '@mtls-relay/shared/forward-records';
 import { forwardableRequestHeaders, isSafeHeaderValue, pairs } from '@mtls-relay/shared/http';
 import { FORWARD_METHODS } from '@mtls-relay/shared/jobs';
 import type { ForwardMethod } from '@mtls-relay/shared/jobs';
-import { assertAccountId, parseTargetUrl } from '@mtls-relay/shared/url';
+import { parseTargetUrl } from '@mtls-relay/shared/url';
 import type { TargetUrl } from '@mtls-relay/shared/url';
 import type { ForwardDispatcher, ForwardRequest } from '../clients/dispatch.ts';
 import { requestFingerprint } from '../clients/idempotency.ts';
 import type { IdempotencyClaim, IdempotencyKeys } from '../clients/idempotency.ts';
 import { parsePrefer } from '../prefer.ts';
 import type { Preferences } from '../prefer.ts';
-import { assertAccountAccess } from '../auth/access.ts';
+import { accountOf } from '../auth/access.ts';
 import { sendProblem } from '../problem.ts';
 import { jobLocation, sendOutcome } from '../respond.ts';
 
@@ -58,8 +58,7 @@ async function parseForward(req: Request, res: Response, deps: ForwardRouteDeps,
     res.setHeader('Allow', FORWARD_METHODS.join(', '));
     throw new RelayError('method_not_allowed', `${req.method} is not relayed; use ${FORWARD_METHODS.join(', ')}`);
   }
-  const accountId = assertAccountId(String(req.params['accountId']));
-  assertAccountAccess(res, accountId);
+  const accountId = accountOf(req, res);
   const rawUrl = singleHeader(req, 'lp-forward-url');
   if (rawUrl === undefined || rawUrl.trim() === '') throw new RelayError('invalid_forward_url', 'LP-forward-url is required');
   const url = parseTargetUrl(rawUrl, { allowHttp: deps.allowHttp });

@@ -3,8 +3,8 @@ import type { Request, Response, Router } from 'express';
 import { z } from 'zod';
 import { RelayError, relayErrorOf } from '@mtls-relay/shared/errors';
 import type { CertificateStore } from '@mtls-relay/shared/store';
-import { assertAccountId, parseTargetUrl } from '@mtls-relay/shared/url';
-import { assertAccountAccess } from '../auth/access.ts';
+import { parseTargetUrl } from '@mtls-relay/shared/url';
+import { accountOf } from '../auth/access.ts';
 import { parseBody } from '../body.ts';
 
 export interface MappingRouteDeps {
@@ -27,12 +27,6 @@ async function storeCall<T>(fn: () => Promise<T>): Promise<T> {
   } catch (err) {
     throw relayErrorOf(err);
   }
-}
-
-function accountOf(req: Request, res: Response): string {
-  const accountId = assertAccountId(String(req.params['accountId']));
-  assertAccountAccess(res, accountId);
-  return accountId;
 }
 
 /**

@@ -4,7 +4,8 @@ import { z } from 'zod';
 import type { CertificateStore, HostnameSetting } from '@mtls-relay/shared/store';
 import { parseBody } from '../body.ts';
 import { sendCfResult } from '../cloudflare.ts';
-import { accountOf, BASE } from './certificates.ts';
+import { accountOf } from '../auth/access.ts';
+import { BASE } from './certificates.ts';
 
 export interface SettingsRouteDeps {
   store: CertificateStore;
@@ -40,13 +41,13 @@ export function settingsRouter(deps: SettingsRouteDeps): Router {
   const json = express.json({ limit: '1mb', type: () => true });
 
   router.get(PATH, async (req: Request, res: Response) => {
-    const accountId = accountOf(req, res);
+    const accountId = accountOf(req, res, 'account_id');
     const items = await deps.store.getSettings(accountId);
     sendCfResult(res, 200, items.map(wire));
   });
 
   router.put(PATH, json, async (req: Request, res: Response) => {
-    const accountId = accountOf(req, res);
+    const accountId = accountOf(req, res, 'account_id');
     const body = parseBody(putSchema, req.body);
     const saved = await deps.store.putSettings(
       accountId,

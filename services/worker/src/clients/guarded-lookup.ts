@@ -1,5 +1,5 @@
 import type { LookupFunction } from 'node:net';
-import { parseHost, TargetNotAllowedError } from '@mtls-relay/shared/net-policy';
+import { familyOf as ipFamily, parseHost, TargetNotAllowedError } from '@mtls-relay/shared/net-policy';
 import type { TargetPolicy } from '@mtls-relay/shared/net-policy';
 import type { HostResolver, ResolvedAddress } from '@mtls-relay/shared/target-dns';
 
@@ -34,7 +34,7 @@ export function createConnectGuard(policy: TargetPolicy, resolve: HostResolver):
         const wanted = familyOf(options.family);
         const literal = parseHost(hostname);
         const answers: Promise<ResolvedAddress[]> =
-          literal.kind === 'ip' ? Promise.resolve([{ address: hostname, family: literal.ip.family }]) : resolve(hostname);
+          literal.kind === 'ip' ? Promise.resolve([{ address: hostname, family: ipFamily(literal.ip) }]) : resolve(hostname);
         answers.then(
           (all) => {
             try {

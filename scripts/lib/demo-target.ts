@@ -1,10 +1,10 @@
 // The demo mTLS target of `npm start` (and of docker-compose's demo service): an HTTPS server on loopback that
 // demands a client certificate from its own throw-away CA and answers with what it saw.
 import type { ServerResponse } from 'node:http';
-import { createCA, issueCertificate } from '../test/support/pki.ts';
-import type { Issued } from '../test/support/pki.ts';
-import { startMtlsTarget } from '../test/support/mtls-target.ts';
-import { freePort } from '../test/support/redis.ts';
+import { createCA, issueCertificate } from './pki.ts';
+import type { Issued } from './pki.ts';
+import { startMtlsTarget } from './mtls-target.ts';
+import { freePort } from './ports.ts';
 
 export interface DemoTarget {
   url: string;
