@@ -347,6 +347,33 @@ describe('the operator console in a browser', () => {
     await w.context.close();
   });
 
+  it('the expiry colours follow the expiry check: the smallest of 30, 14 and 7 days that the time left falls within, expired at the date', async () => {
+    const w = await openConsole();
+    await w.page.goto(`${relay.api.url}/console`);
+    // The page's own module, in the browser, at fixed instants.
+    const levels = await w.page.evaluate(`import('./console/certificates.js').then(({ expiryOf }) => {
+      const now = Date.parse('2030-01-01T00:00:00Z');
+      const at = (days) => expiryOf(new Date(now + days * ${DAY_MS}).toISOString(), now);
+      return [400, 30.01, 30, 14.5, 14, 7.01, 7, 1.5, 0.5, 0, -3].map((d) => [d, at(d).level, at(d).text]);
+    })`);
+    expect(levels).toEqual([
+      [400, 'ok', '400 days left'],
+      [30.01, 'ok', '30 days left'],
+      [30, '30', '30 days left'],
+      [14.5, '30', '14 days left'],
+      [14, '14', '14 days left'],
+      [7.01, '14', '7 days left'],
+      [7, '7', '7 days left'],
+      [1.5, '7', '1 day left'],
+      [0.5, '7', 'less than a day left'],
+      [0, 'expired', 'expired'],
+      [-3, 'expired', 'expired'],
+    ]);
+    await w.settle();
+    expect(w.errors).toEqual([]);
+    await w.context.close();
+  });
+
   it('a token scoped to one account opens it, is told in words that another is not allowed, and sees no queue link', async () => {
     const w = await openConsole();
     const { page } = w;
@@ -359,6 +386,7 @@ describe('the operator console in a browser', () => {
     await page.fill('#account-input', 'someone-else');
     await page.click('#account-form button[type=submit]');
     await page.locator('#cert-error', { hasText: 'these credentials may not act on account someone-else' }).waitFor();
+    expect(await page.locator('#cert-error').textContent()).toBe('Not allowed: these credentials may not act on account someone-else (10001)');
     expect(await page.locator('#cert-table tbody tr').count()).toBe(0);
 
     // An expired or wrong token: back to the sign-in form, with the reason.

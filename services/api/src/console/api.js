@@ -86,8 +86,8 @@ export async function api(method, path, body) {
   }
   if (!res.ok) {
     const { message, code } = wordsOf(res.status, parsed);
-    const lead = res.status === 401 ? STATUS_WORDS[401] : '';
-    const err = new ApiError(res.status, lead === '' ? message : `${lead} (${message})`, code);
+    const text = res.status === 401 ? `${STATUS_WORDS[401]} (${message})` : res.status === 403 ? `Not allowed: ${message}` : message;
+    const err = new ApiError(res.status, text, code);
     if (res.status === 401) unauthorized(err);
     throw err;
   }

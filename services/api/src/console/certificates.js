@@ -12,7 +12,7 @@ export function expiryOf(expiresOn, now = Date.now()) {
   const daysLeft = (Date.parse(expiresOn) - now) / DAY_MS;
   if (Number.isNaN(daysLeft)) return { level: 'unknown', text: 'unknown' };
   const whole = Math.floor(daysLeft);
-  const text = daysLeft <= 0 ? 'expired' : whole === 1 ? '1 day left' : `${whole} days left`;
+  const text = daysLeft <= 0 ? 'expired' : whole === 0 ? 'less than a day left' : whole === 1 ? '1 day left' : `${whole} days left`;
   const level = daysLeft <= 0 ? 'expired' : daysLeft <= 7 ? '7' : daysLeft <= 14 ? '14' : daysLeft <= 30 ? '30' : 'ok';
   return { level, text, days: whole };
 }
