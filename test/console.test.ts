@@ -139,7 +139,13 @@ describe('the operator console in a browser', () => {
     const secret = relay.env['AUTH_JWT_SECRET'] as string;
     adminToken = (relay.auth()['authorization'] as string).replace(/^Bearer /, '');
     scopedToken = await mintToken({ secret, roles: ['admin'], accounts: [account], ttlSeconds: 3600, subject: 'console-operator' });
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'] });
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      // As root (CI): no sandbox. Host names resolve to nothing: Debian's build (with its Google API keys) would
+      // otherwise ask DNS for Google's hosts at start; the page itself uses 127.0.0.1 only.
+      args: ['--no-sandbox', '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1'],
+    });
     files = mkdtempSync(join(tmpdir(), 'mtls-relay-console-'));
     // Certificates already there, one per expiry colour but "within 14" (that one the browser uploads).
     await seedCertificate('partner-eu', 200.5, ['api.partner-eu.test']);
