@@ -316,6 +316,12 @@ describe('the operator console in a browser', () => {
       { hostname: 'orders.partner.test', china_network: false, client_certificate_forwarding: true },
     ]);
 
+    // The token was typed once: a reload keeps the tab signed in, on the same account.
+    await page.reload();
+    await page.locator('#page-settings').waitFor({ state: 'visible' });
+    expect(await page.locator('#login').isVisible()).toBe(false);
+    expect(await page.locator('#account-input').inputValue()).toBe(account);
+
     // Edit / rotate: a new pair and a new hostname list.
     await page.click('.tabs a[data-tab=certificates]');
     const renewed = await issueCertificate(clientCa, { commonName: 'orders-api', usage: 'client', notAfter: new Date(Date.now() + 90.5 * DAY_MS) });
@@ -394,6 +400,11 @@ describe('the operator console in a browser', () => {
     await page.locator('#cert-error', { hasText: 'these credentials may not act on account someone-else' }).waitFor();
     expect(await page.locator('#cert-error').textContent()).toBe('Not allowed: these credentials may not act on account someone-else (10001)');
     expect(await page.locator('#cert-table tbody tr').count()).toBe(0);
+
+    // Signing out forgets the token at once.
+    await page.click('#sign-out');
+    await page.locator('#login').waitFor({ state: 'visible' });
+    expect(await page.evaluate((k) => sessionStorage.getItem(k), TOKEN_KEY)).toBeNull();
 
     // An expired or wrong token: back to the sign-in form, with the reason.
     await page.evaluate((k) => sessionStorage.setItem(k, 'not-a-token'), TOKEN_KEY);
