@@ -13,6 +13,14 @@ export default tseslint.config(
     },
   },
   {
+    // The console's browser modules (served as they are, no build step).
+    files: ['services/api/src/console/**/*.js'],
+    languageOptions: {
+      sourceType: 'module',
+      globals: Object.fromEntries(['document', 'window', 'location', 'sessionStorage', 'fetch', 'URL', 'Node', 'btoa'].map((g) => [g, 'readonly'])),
+    },
+  },
+  {
     files: ['**/main.ts', 'scripts/**', 'test/**'],
     rules: { 'no-console': 'off' },
   },

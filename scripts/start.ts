@@ -196,6 +196,7 @@ async function main(): Promise<void> {
   if (token !== undefined) {
     console.log('\nAn admin token for every account, valid for 1 hour (more with: npm run token -- --help; docs/auth.md):\n');
     console.log(`export TOKEN=${token}`);
+    console.log(`\nThe operator console: http://127.0.0.1:${port}/console (sign in with this token${demoTarget === undefined ? '' : ', account demo'}).`);
   }
   if (demoTarget !== undefined) {
     console.log('\nTry a forward through the relay to the demo mTLS target (it demands a client certificate):\n');

@@ -160,16 +160,20 @@ describe('operations: metrics, request ids, expiry check, readiness, queue dashb
     // The 90-day certificate is not warned about.
     expect(relay.workers.flatMap((w) => w.logs).some((l) => l['certificateId'] === mappedId && l.level === 'warn')).toBe(false);
 
-    for (const url of [relay.api.url, lastWorker().url]) {
-      const samples = await metricsOf(url, relay.auth());
-      const [days] = find(samples, 'mtls_relay_certificate_expiry_days', { account_id: expiringAccount, certificate_id: expiringId });
-      expect(days?.value).toBeGreaterThan(9);
-      expect(days?.value).toBeLessThanOrEqual(10);
-      expect(total(samples, 'mtls_relay_certificate_expiry_days', { certificate_id: mappedId })).toBeGreaterThan(89);
-      expect(total(samples, 'mtls_relay_certificates_expiring', { within_days: '14' })).toBe(1);
-      expect(total(samples, 'mtls_relay_certificates_expiring', { within_days: '7' })).toBe(0);
-      expect(total(samples, 'mtls_relay_certificate_expiry_check_timestamp_seconds')).toBeGreaterThan(Date.now() / 1000 - 60);
-    }
+    // The check logs its warnings before it stores the snapshot /metrics reads, and a scrape reuses a read of it for
+    // up to a second: poll until both have caught up.
+    await vi.waitFor(async () => {
+      for (const url of [relay.api.url, lastWorker().url]) {
+        const samples = await metricsOf(url, relay.auth());
+        const [days] = find(samples, 'mtls_relay_certificate_expiry_days', { account_id: expiringAccount, certificate_id: expiringId });
+        expect(days?.value).toBeGreaterThan(9);
+        expect(days?.value).toBeLessThanOrEqual(10);
+        expect(total(samples, 'mtls_relay_certificate_expiry_days', { certificate_id: mappedId })).toBeGreaterThan(89);
+        expect(total(samples, 'mtls_relay_certificates_expiring', { within_days: '14' })).toBe(1);
+        expect(total(samples, 'mtls_relay_certificates_expiring', { within_days: '7' })).toBe(0);
+        expect(total(samples, 'mtls_relay_certificate_expiry_check_timestamp_seconds')).toBeGreaterThan(Date.now() / 1000 - 60);
+      }
+    }, { timeout: 15_000, interval: 250 });
   });
 
   it('the queue dashboard is for administrators only', async () => {

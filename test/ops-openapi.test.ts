@@ -109,8 +109,10 @@ describe('the OpenAPI document', () => {
         }
       };
       walk((app as unknown as { router: { stack: never[] } }).router.stack);
-      // Swagger UI's own files under /docs, and bull-board's internals under /admin/queues (mounted, not routes here).
+      // Swagger UI's own files under /docs, the console's under /console, and bull-board's internals under
+      // /admin/queues (mounted, not routes here).
       served.delete('get /docs/{asset}');
+      served.delete('get /console/{asset}');
       const documented = new Set(Object.entries(doc.paths).flatMap(([path, ops]) => Object.keys(ops).map((m) => `${m} ${path}`)));
       documented.delete('get /metrics'); // only with the metrics dependency, which this bare app has not
       documented.delete('get /admin/queues'); // bull-board's router, mounted with use()
@@ -145,6 +147,9 @@ describe('the OpenAPI document', () => {
     await call('GET', '/metrics', { auth: false });
     await call('GET', '/admin/queues');
     await call('GET', '/admin/queues', { auth: false });
+    expect((await call('GET', '/console', { auth: false })).status).toBe(200);
+    expect(JSON.parse((await call('GET', '/mtls/whoami')).text)).toMatchObject({ accounts: '*', administrator: true });
+    expect((await call('GET', '/mtls/whoami', { auth: false })).status).toBe(401);
 
     // Certificates and settings (Cloudflare envelope), then mappings.
     const leaf = await issueCertificate(clientCa, { commonName: 'openapi-client', usage: 'client' });

@@ -21,8 +21,10 @@ import { mappingsRouter } from './routes/mappings.ts';
 import { settingsRouter } from './routes/settings.ts';
 import type { ApiMetrics } from './metrics.ts';
 import { adminQueuesRouter } from './routes/admin-queues.ts';
+import { consoleRouter } from './routes/console.ts';
 import { docsRouter } from './routes/docs.ts';
 import { metricsRouter } from './routes/metrics.ts';
+import { whoamiRouter } from './routes/whoami.ts';
 
 export interface AppDeps extends ForwardRouteDeps {
   logger: Logger;
@@ -72,8 +74,10 @@ export function createApp(deps: AppDeps): Express {
   app.use(requestHygiene({ maxHeaderCount: deps.maxHeaderCount ?? 100 }));
   app.use(healthRouter({ checks: deps.readiness, isShuttingDown: deps.isShuttingDown }));
   app.use(docsRouter());
+  app.use(consoleRouter());
   if (deps.authenticate !== undefined) app.use(deps.authenticate);
   app.use(forwardRouter(deps));
+  app.use(whoamiRouter());
   app.use(jobsRouter({ ring: deps.ring, records: deps.records, canSee: (_req, res, accountId) => canAccessAccount(res, accountId) }));
   app.use(mappingsRouter({ store: deps.store, allowHttp: deps.allowHttp }));
   app.use(mappingCheckRouter({ queues: deps.queues, waiter: deps.waiter, syncWaitMs: deps.syncWaitMs }));

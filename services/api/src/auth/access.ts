@@ -18,6 +18,14 @@ export function principalOf(res: Response): Principal | undefined {
   return res.locals['principal'] as Principal | undefined;
 }
 
+/**
+ * An administrator: may act on every account with both permissions (a Bearer token with the admin or LPA role and
+ * `accounts: ["*"]`, or an OAuth consumer configured likewise). The queue dashboard is theirs.
+ */
+export function isAdministrator(p: Principal | undefined): boolean {
+  return p !== undefined && p.accounts === '*' && p.permissions.has('MTLS_READ_INTERNAL') && p.permissions.has('MTLS_WRITE_INTERNAL');
+}
+
 /** May the caller act on `accountId`? Without an authenticated principal, never. */
 export function canAccessAccount(res: Response, accountId: string): boolean {
   const p = principalOf(res);

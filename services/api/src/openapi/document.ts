@@ -98,6 +98,18 @@ const paths: Obj = {
   },
   '/openapi.json': { get: { operationId: 'openapi', tags: ['operations'], summary: 'This document', security: [], responses: { '200': { description: 'OpenAPI 3.1', content: json({ type: 'object' }) }, '404': problem('Never: present for completeness') } } },
   '/docs': { get: { operationId: 'docs', tags: ['operations'], summary: 'This document, rendered (Swagger UI)', security: [], responses: { '200': { description: 'HTML', content: { 'text/html': { schema: { type: 'string' } } } }, '404': problem('Never: present for completeness') } } },
+  '/console': {
+    get: {
+      operationId: 'console', tags: ['operations'], summary: 'The operator console (HTML; its calls use this API with the Bearer token typed into it)', security: [],
+      responses: { '200': { description: 'HTML, with a strict Content-Security-Policy', content: { 'text/html': { schema: { type: 'string' } } } }, '404': problem('Never: present for completeness') },
+    },
+  },
+  '/mtls/whoami': {
+    get: {
+      operationId: 'whoami', tags: ['operations'], summary: "The caller's own credentials: the accounts they may act on, their permissions",
+      responses: { '200': { description: 'The caller', content: json(ref('Principal')) }, ...denied },
+    },
+  },
   '/admin/queues': {
     get: {
       operationId: 'queueDashboard', tags: ['operations'], summary: 'The queue dashboard (bull-board), for administrators (all accounts, read and write)',
@@ -205,7 +217,7 @@ export function openApiDocument(): Readonly<Obj> {
       { name: 'jobs', description: 'Async forwards' },
       { name: 'mappings', description: 'Which certificate a forward uses' },
       { name: 'certificates', description: "Client certificates, in Cloudflare's Access mTLS shape" },
-      { name: 'operations', description: 'Health, metrics, documentation, queue dashboard' },
+      { name: 'operations', description: 'Health, metrics, documentation, the console, the queue dashboard, who is calling' },
     ],
     paths,
     components: {

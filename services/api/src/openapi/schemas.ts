@@ -90,6 +90,19 @@ export const schemas: Record<string, Record<string, unknown>> = {
       },
     },
   },
+  Principal: {
+    type: 'object',
+    description: 'Who is calling, as the relay authenticated it. Tells only about the caller itself.',
+    required: ['id', 'kind', 'accounts', 'permissions', 'administrator'],
+    properties: {
+      id: { type: 'string', description: 'The JWT subject or the OAuth consumer key' },
+      kind: { enum: ['jwt', 'oauth1'] },
+      accounts: { oneOf: [{ const: '*' }, { type: 'array', items: { type: 'string' } }], description: '`*`: every account; else the accounts these credentials may act on' },
+      permissions: { type: 'array', items: { enum: ['MTLS_READ_INTERNAL', 'MTLS_WRITE_INTERNAL'] } },
+      administrator: { type: 'boolean', description: 'Every account, both permissions: may open /admin/queues' },
+    },
+    additionalProperties: false,
+  },
   MappingTuple: {
     type: 'object',
     required: ['accountId', 'serviceName', 'url'],

@@ -5,7 +5,7 @@ import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { ExpressAdapter } from '@bull-board/express';
 import { RelayError } from '@mtls-relay/shared/errors';
-import { principalOf } from '../auth/access.ts';
+import { isAdministrator, principalOf } from '../auth/access.ts';
 
 export const ADMIN_QUEUES_PATH = '/admin/queues';
 
@@ -14,9 +14,7 @@ export const ADMIN_QUEUES_PATH = '/admin/queues';
  * with the admin or LPA role and `accounts: ["*"]`, or an OAuth consumer configured likewise).
  */
 function requireAdministrator(_req: Request, res: Response, next: NextFunction): void {
-  const p = principalOf(res);
-  const admin = p !== undefined && p.accounts === '*' && p.permissions.has('MTLS_READ_INTERNAL') && p.permissions.has('MTLS_WRITE_INTERNAL');
-  next(admin ? undefined : new RelayError('forbidden', 'the queue dashboard is for administrators (all accounts, read and write)'));
+  next(isAdministrator(principalOf(res)) ? undefined : new RelayError('forbidden', 'the queue dashboard is for administrators (all accounts, read and write)'));
 }
 
 /**
