@@ -56,12 +56,12 @@ function forwardOperation(method: (typeof FORWARD_METHODS)[number]): Obj {
         headers: { ...relayHeaders, Location: header('/mtls/jobs/{jobId}'), 'Retry-After': header('Seconds until a poll is useful') },
         content: { 'application/json': { schema: ref('Accepted') }, '*/*': { schema: {} } },
       },
-      '400': relayOrTarget('Bad input (header, URL, account id)'),
+      '400': relayOrTarget('Bad input (header, a single-value header sent twice, URL, account id)'),
       '401': relayOrTarget('Not authenticated'),
       '403': relayOrTarget('Not authorized, or the target is not allowed (SSRF guard)'),
       '409': relayOrTarget('The first request with this Idempotency-Key is still running'),
       '413': relayOrTarget('Body over the limit'),
-      '422': relayOrTarget('No valid certificate while one is required, or an Idempotency-Key reused for another request'),
+      '422': relayOrTarget('No valid certificate while one is required, or an Idempotency-Key reused for another request (or by another caller, or with another LP-authorization-override)'),
       '431': relayOrTarget('Headers too large'),
       '502': relayOrTarget('The target could not be reached, TLS failed, or it rejected our certificate'),
       '503': relayOrTarget('Circuit open, queue or store unavailable', { 'Retry-After': header('Seconds') }),
@@ -92,7 +92,7 @@ const paths: Obj = {
   },
   '/metrics': {
     get: {
-      operationId: 'metrics', tags: ['operations'], summary: 'Prometheus metrics (open with METRICS_PUBLIC=true)',
+      operationId: 'metrics', tags: ['operations'], summary: 'Prometheus metrics (open with METRICS_PUBLIC=true); series naming an account (account_id) only for credentials that may act on it',
       responses: { '200': { description: 'Prometheus text format', content: { 'text/plain': { schema: { type: 'string' } } } }, ...denied },
     },
   },

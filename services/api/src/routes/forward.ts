@@ -12,8 +12,9 @@ import { IDEMPOTENCY_TTL_SECONDS, requestFingerprint } from '../clients/idempote
 import type { IdempotencyClaim, IdempotencyKeys } from '../clients/idempotency.ts';
 import type { JobQueues } from '../clients/queue.ts';
 import type { ResultWaiter } from '../clients/waiter.ts';
+import { assertSingleValueHeaders } from '../hygiene.ts';
 import { parsePrefer } from '../prefer.ts';
-import { assertAccountAccess } from '../auth/access.ts';
+import { assertAccountAccess, principalOf } from '../auth/access.ts';
 import { sendProblem } from '../problem.ts';
 import { jobLocation, sendOutcome } from '../respond.ts';
 
@@ -58,6 +59,7 @@ export function forwardRouter(deps: ForwardRouteDeps): Router {
     }
     const accountId = assertAccountId(String(req.params['accountId']));
     assertAccountAccess(res, accountId);
+    assertSingleValueHeaders(req.rawHeaders);
     const rawUrl = singleHeader(req, 'lp-forward-url');
     if (rawUrl === undefined || rawUrl.trim() === '') throw new RelayError('invalid_forward_url', 'LP-forward-url is required');
     const url = parseTargetUrl(rawUrl, { allowHttp: deps.allowHttp });
@@ -79,7 +81,7 @@ export function forwardRouter(deps: ForwardRouteDeps): Router {
     const jobId = randomUUID();
     const requestId = String(res.locals['requestId'] ?? jobId);
     if (idempotencyKey !== undefined) {
-      const fingerprint = requestFingerprint({ method: req.method, url: url.normalized, serviceName, body });
+      const fingerprint = requestFingerprint({ method: req.method, url: url.normalized, serviceName, body, principal: principalOf(res), override });
       const earlier = await deps.idempotency.claim(accountId, idempotencyKey, { jobId, fingerprint, claimedAt: Date.now() });
       if (earlier !== null) {
         await replayEarlier(res, deps, earlier, fingerprint);
@@ -138,7 +140,7 @@ export function forwardRouter(deps: ForwardRouteDeps): Router {
 /** A request whose Idempotency-Key was used before: the first result, 409 while it runs, 422 if it differs. */
 async function replayEarlier(res: Response, deps: ForwardRouteDeps, earlier: IdempotencyClaim, fingerprint: string): Promise<void> {
   if (earlier.fingerprint !== fingerprint) {
-    throw new RelayError('idempotency_key_reused', 'this Idempotency-Key was first used with another method, URL, service or body');
+    throw new RelayError('idempotency_key_reused', 'this Idempotency-Key was first used with another method, URL, service, body, caller or LP-authorization-override');
   }
   const outcome = await deps.queues.finalOutcome('forward', earlier.jobId);
   if (outcome === null) {

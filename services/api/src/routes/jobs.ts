@@ -19,6 +19,8 @@ function publicState(state: string): PublicState | undefined {
 }
 
 const JOB_ID = /^[0-9a-f-]{36}$/;
+/** One answer for "not there", "expired" and "not yours": a caller cannot tell another account's job ids from unknown ones. */
+const NO_SUCH_JOB = 'no such job (unknown, or its result has expired)';
 
 export interface JobsRouteDeps {
   ring: KeyRing;
@@ -33,13 +35,13 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
 
   const load = async (req: Request, res: Response): Promise<{ job: Job; state: PublicState }> => {
     const jobId = String(req.params['jobId']);
-    if (!JOB_ID.test(jobId)) throw new RelayError('not_found', 'no such job');
+    if (!JOB_ID.test(jobId)) throw new RelayError('not_found', NO_SUCH_JOB);
     const job = await deps.queues.getJob('forward', jobId);
-    if (job === undefined) throw new RelayError('not_found', 'no such job (unknown, or its result has expired)');
+    if (job === undefined) throw new RelayError('not_found', NO_SUCH_JOB);
     const accountId = String((job.data as { accountId?: unknown }).accountId ?? '');
-    if (deps.canSee !== undefined && !deps.canSee(req, res, accountId)) throw new RelayError('not_found', 'no such job');
+    if (deps.canSee !== undefined && !deps.canSee(req, res, accountId)) throw new RelayError('not_found', NO_SUCH_JOB);
     const state = publicState(await job.getState());
-    if (state === undefined) throw new RelayError('not_found', 'no such job (unknown, or its result has expired)');
+    if (state === undefined) throw new RelayError('not_found', NO_SUCH_JOB);
     return { job, state };
   };
 
