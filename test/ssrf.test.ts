@@ -120,6 +120,16 @@ describe('SSRF guard on loopback', () => {
     expect(trap.hits).toEqual([]);
   });
 
+  it("refuses the worker's own health/metrics port although loopback is allowlisted (at dial: the api does not know it)", async () => {
+    const metricsPort = relay.workers[0]?.port as number;
+    expect(metricsPort).toBeGreaterThan(0);
+    for (const url of [`https://127.0.0.1:${metricsPort}/metrics`, `https://localhost:${metricsPort}/readyz`, `https://[::ffff:127.0.0.1]:${metricsPort}/`]) {
+      const res = await forward(url);
+      expect(res.status, `${url} → ${res.body}`).toBe(403);
+      expect(JSON.parse(res.body), url).toMatchObject({ code: 'target_not_allowed' });
+    }
+  });
+
   it('allows the allowlisted loopback address in any spelling and through a name, so the guard is not simply closed', async () => {
     for (const url of [`https://ok.test:${target.port}/by-name`, `https://2130706433:${target.port}/decimal`, `https://0x7f.1:${target.port}/short-hex`]) {
       const res = await forward(url);

@@ -86,7 +86,8 @@ let boundPort: number | undefined;
 const localAddresses = Object.values(networkInterfaces()).flatMap((list) => (list ?? []).map((i) => i.address));
 const targetPolicy = new TargetPolicy({
   allowlist: config.TARGET_ALLOWLIST,
-  self: { port: () => boundPort, addresses: [config.HOST, ...localAddresses] },
+  // The worker's METRICS_PORT too (same settings): refused before anything is enqueued.
+  self: { ports: () => [boundPort, config.METRICS_PORT], addresses: [config.HOST, ...localAddresses] },
 });
 const checkTarget = createTargetGuard(targetPolicy, createHostResolver({ servers: config.TARGET_DNS_SERVERS }));
 

@@ -62,11 +62,13 @@ subscriber.on('message', (_channel: string, accountId: string) => resolver.inval
 subscriber.on('ready', () => resolver.invalidate());
 await subscriber.subscribe(changes);
 
-// SSRF guard at dial time. PORT is the API's port when both share their settings: refused on this host.
+// SSRF guard at dial time. PORT is the API's port when both share their settings; with METRICS_PORT and this
+// worker's own bound metrics port (known once listening), every one is refused on this host.
 const localAddresses = Object.values(networkInterfaces()).flatMap((list) => (list ?? []).map((i) => i.address));
+const selfPorts: Array<number | undefined> = [config.PORT, config.METRICS_PORT];
 const targetPolicy = new TargetPolicy({
   allowlist: config.TARGET_ALLOWLIST,
-  self: { port: () => config.PORT, addresses: [config.HOST, ...localAddresses] },
+  self: { ports: () => selfPorts, addresses: [config.HOST, ...localAddresses] },
 });
 const target = new TargetClient({
   guard: createConnectGuard(targetPolicy, createHostResolver({ servers: config.TARGET_DNS_SERVERS })),
@@ -138,6 +140,7 @@ const health = createHealthServer({
 let metricsPort;
 try {
   metricsPort = await listen(health, config.METRICS_PORT, config.HOST);
+  selfPorts.push(metricsPort);
   await scheduleExpiryCheck(queues[JOB_NAMES.indexOf('expiry')] as Queue, config.CERT_EXPIRY_CHECK_SECONDS);
 } catch (err) {
   logger.fatal(errorSummary(err), `the health/metrics server could not listen on ${config.HOST}:${config.METRICS_PORT}, or the expiry check could not be scheduled`);
