@@ -1,7 +1,7 @@
 import { UnrecoverableError } from 'bullmq';
 import type { Job } from 'bullmq';
 import type { KeyRing } from '@mtls-relay/shared/crypto';
-import { RelayError, StoreError, toErrorPayload } from '@mtls-relay/shared/errors';
+import { RelayError, relayErrorOf, toErrorPayload } from '@mtls-relay/shared/errors';
 import { relayableResponseHeaders } from '@mtls-relay/shared/http';
 import { forwardJobSchema, IDEMPOTENT_METHODS, openBody, openHeaders, sealBody, sealHeaders } from '@mtls-relay/shared/jobs';
 import type { ForwardJob, ForwardResult, HeaderList } from '@mtls-relay/shared/jobs';
@@ -118,11 +118,6 @@ export function withRequestId(headers: HeaderList, requestId: string): HeaderLis
 }
 
 function toRelayError(err: unknown): RelayError {
-  if (err instanceof RelayError) return err;
-  if (err instanceof StoreError) {
-    return err.kind === 'unavailable'
-      ? new RelayError('store_unavailable', 'the certificate store did not answer', { cause: err })
-      : new RelayError('store_unavailable', 'the certificate store refused the lookup', { cause: err });
-  }
-  return new RelayError('internal', 'unexpected failure in the worker', { cause: err });
+  const mapped = relayErrorOf(err);
+  return mapped instanceof RelayError ? mapped : new RelayError('internal', 'unexpected failure in the worker', { cause: err });
 }
