@@ -185,6 +185,10 @@ while (open().length > 0 && Date.now() < deadline) {
   if (open().length > 0) await sleep(1_000);
 }
 
+// What the load itself delivered, before the key retries below add deliveries of their own.
+await sleep(2_000); // late deliveries of requests that were still on their way
+const loadDeliveries = new Map(deliveries);
+
 // A key whose first request was answered 503 queue_unavailable must be usable again, as a client retries it: a
 // final answer, not 409 forever. Every accepted job has ended by now, so 15 s of 409 means the key is wedged.
 const wedged: string[] = [];
@@ -200,7 +204,6 @@ for (let i = 0; i < toRetry.length; i += 32) {
     if (answer.code === 'idempotency_in_flight') wedged.push(s.id);
   }));
 }
-await sleep(2_000); // late deliveries of requests that were still on their way
 
 // --- the table
 const count = (f: (s: Sent) => boolean): number => sent.filter(f).length;
@@ -217,12 +220,13 @@ const rows: Array<[string, string | number]> = [
 ];
 const codes = new Map<string, number>();
 for (const s of sent) codes.set(`${s.status} ${s.code ?? ''}`.trim(), (codes.get(`${s.status} ${s.code ?? ''}`.trim()) ?? 0) + 1);
-const delivered = (s: Sent): number => deliveries.get(s.id) ?? 0;
+const delivered = (s: Sent): number => loadDeliveries.get(s.id) ?? 0;
 const violations: Array<[string, Sent[] | string[]]> = [
   ['accepted job not in a terminal state (row 3 when stuck after the pause)', sent.filter((s) => s.jobId !== undefined && !/^(completed|failed)/.test(s.final ?? ''))],
   ['POST without Idempotency-Key delivered more than once', sent.filter((s) => s.kind === 'POST' && delivered(s) > 1)],
   ['answered 503 queue_unavailable, yet delivered to the target (row 1)', sent.filter((s) => s.code === 'queue_unavailable' && delivered(s) > 0)],
   ['Idempotency-Key still 409 in flight after its first request got 503 (row 2)', wedged],
+  ['key retried after its 503: the request reached the target twice (row 2)', toRetry.filter((s) => (deliveries.get(s.id) ?? 0) > 1)],
 ];
 const info: Array<[string, number]> = [
   ['GET delivered more than once (allowed after a worker death; row 3 after a pause)', count((s) => s.kind === 'GET' && delivered(s) > 1)],

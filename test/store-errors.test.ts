@@ -112,6 +112,17 @@ describe('Vault store: the relay is denied', () => {
     expect(target.requests).toHaveLength(0);
   });
 
+  it('the mapping check answers 502 store_denied too, not a generic failure', async () => {
+    relay.vault!.revokeAllTokens();
+    const res = await request(`${relay.api.url}/mtls/mapping?v=2`, {
+      method: 'POST',
+      headers: { ...relay.auth(), 'content-type': 'application/json' },
+      body: JSON.stringify([{ accountId: `${account}m`, serviceName: 'svc', url: `${target.url}/x` }]),
+    });
+    expect(res.statusCode).toBe(502);
+    expect(await res.body.json()).toMatchObject({ code: 'store_denied' });
+  });
+
   it('while Vault is sealed (an outage), the forward is retried and answers 503 store_unavailable with Retry-After', async () => {
     relay.vault!.seal();
     try {

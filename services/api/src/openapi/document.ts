@@ -143,7 +143,7 @@ const paths: Obj = {
       requestBody: { required: true, content: json({ type: 'array', maxItems: 1000, items: ref('MappingTuple') }) },
       responses: {
         '200': { description: 'One boolean per tuple', content: json({ oneOf: [ref('MappingCheckV1'), ref('MappingCheckV2')] }) },
-        '400': problem('Invalid body or query'), ...denied, '503': problem('Queue unavailable'), '504': problem('The check did not finish in time'),
+        '400': problem('Invalid body or query'), ...denied, ...storeFaults, '503': problem('Queue or certificate store unavailable'), '504': problem('The check did not finish in time'),
       },
     },
   },
