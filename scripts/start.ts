@@ -9,6 +9,7 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { loadConfig } from '../packages/shared/src/config.ts';
@@ -80,22 +81,40 @@ async function resolveRedis(): Promise<string> {
   return url;
 }
 
-function startService(name: 'api' | 'worker', env: NodeJS.ProcessEnv): Promise<void> {
+/** A port that is free now (for a service configured with port 0, so that its /readyz can be found). */
+function freePort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, host, () => {
+      const address = srv.address();
+      const port = typeof address === 'object' && address !== null ? address.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** Where a service listening on `host` answers on this machine (the unspecified address → loopback). */
+function probeBase(host: string, port: number): string {
+  const h = host === '' || host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host;
+  return `http://${h.includes(':') ? `[${h}]` : h}:${port}`;
+}
+
+const START_TIMEOUT_MS = 60_000;
+
+/**
+ * Starts a service and resolves once its `/readyz` answers 200 (Redis, the store, the queues and, for a worker,
+ * its BullMQ workers are up). Readiness comes from the service itself, never from its log lines, so any
+ * LOG_LEVEL works.
+ */
+async function startService(name: 'api' | 'worker', env: NodeJS.ProcessEnv, readyUrl: string): Promise<void> {
   const proc = spawn(process.execPath, [`services/${name}/src/main.ts`], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'inherit'] });
   children.push(proc);
-  return new Promise((resolve, reject) => {
-    let buffer = '';
-    let ready = false;
-    proc.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
-      if (process.env['START_QUIET'] !== 'true') process.stdout.write(chunk);
-      buffer += chunk;
-      if (!ready && buffer.includes(name === 'api' ? '"msg":"api listening"' : '"msg":"worker started"')) {
-        ready = true;
-        buffer = '';
-        resolve();
-      }
-      if (buffer.length > 100_000) buffer = buffer.slice(-10_000);
-    });
+  proc.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
+    if (process.env['START_QUIET'] !== 'true') process.stdout.write(chunk);
+  });
+  let ready = false;
+  const exited = new Promise<never>((_resolve, reject) => {
     proc.once('exit', (code) => {
       if (!ready) reject(new Error(`${name} exited with code ${code} during start`));
       else if (!stopping) {
@@ -104,6 +123,23 @@ function startService(name: 'api' | 'worker', env: NodeJS.ProcessEnv): Promise<v
       }
     });
   });
+  exited.catch(() => undefined);
+  const deadline = Date.now() + START_TIMEOUT_MS;
+  while (Date.now() < deadline) {
+    const status = await fetch(readyUrl, { signal: AbortSignal.timeout(2_000) }).then(
+      async (res) => {
+        await res.body?.cancel();
+        return res.status;
+      },
+      () => 0,
+    );
+    if (status === 200) {
+      ready = true;
+      return;
+    }
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 200))]);
+  }
+  throw new Error(`${name} was not ready (${readyUrl} did not answer 200) within ${START_TIMEOUT_MS / 1000} s`);
 }
 
 async function seedDemo(config: ReturnType<typeof loadConfig>, redisUrl: string, demo: DemoTarget): Promise<void> {
@@ -176,9 +212,13 @@ async function main(): Promise<void> {
     await seedDemo(config, redisUrl, demoTarget);
   }
 
-  await startService('worker', env);
-  await startService('api', env);
-  const port = config.PORT;
+  // Ports configured as 0 are picked here, so that each service's /readyz can be polled.
+  const port = config.PORT === 0 ? await freePort(config.HOST) : config.PORT;
+  const metricsPort = config.METRICS_PORT === 0 ? await freePort(config.HOST) : config.METRICS_PORT;
+  env['PORT'] = String(port);
+  env['METRICS_PORT'] = String(metricsPort);
+  await startService('worker', env, `${probeBase(config.HOST, metricsPort)}/readyz`);
+  await startService('api', env, `${probeBase(config.HOST, port)}/readyz`);
   console.log(`\nmtls-relay is up: api on http://127.0.0.1:${port}, one worker, ${config.storeKind} store, Redis ${redisUrl}`);
   const token = jwtSecret === undefined || config.NODE_ENV === 'production'
     ? undefined

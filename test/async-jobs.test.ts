@@ -5,6 +5,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { request } from 'undici';
+import { mintToken } from '../scripts/lib/tokens.ts';
 import { createCA, issueCertificate } from '../scripts/lib/pki.ts';
 import { startMtlsTarget } from '../scripts/lib/mtls-target.ts';
 import type { MtlsTarget, TargetHandler } from '../scripts/lib/mtls-target.ts';
@@ -35,6 +36,11 @@ async function call(method: string, path: string, headers: Record<string, string
   const res = await request(`${relay.api.url}${path}`, { method: method as 'GET', headers: { ...relay.auth(), ...headers }, body: body ?? null });
   return { status: res.statusCode, headers: res.headers, text: await res.body.text() };
 }
+
+/** A Bearer token of another principal (its own subject), limited to `accounts`. */
+const tokenFor = async (subject: string, accounts: string[]): Promise<Record<string, string>> => ({
+  authorization: `Bearer ${await mintToken({ secret: relay.env['AUTH_JWT_SECRET'] as string, roles: ['admin'], accounts, subject, ttlSeconds: 600 })}`,
+});
 
 const forward = (targetPath: string, headers: Record<string, string> = {}, body?: string, method = 'POST'): Promise<Reply> =>
   call(method, `/mtls/account/${account}`, { 'lp-forward-url': `${target.url}${targetPath}`, ...headers }, body);
@@ -103,6 +109,23 @@ describe('Prefer: respond-async', () => {
     expect(JSON.parse(res.text)).toMatchObject({ code: 'not_found' });
   });
 
+  it("another account's job answers exactly like an unknown one (same 404 body), on the status and the response route", async () => {
+    const accepted = await forward('/mine', { prefer: 'respond-async' });
+    expect(accepted.status).toBe(202);
+    const { jobId } = JSON.parse(accepted.text) as { jobId: string };
+    const stranger = await tokenFor('stranger', ['someone-else']);
+    for (const suffix of ['', '/response']) {
+      const foreign = await call('GET', `/mtls/jobs/${jobId}${suffix}`, stranger);
+      const unknown = await call('GET', `/mtls/jobs/${randomUUID()}${suffix}`, stranger);
+      expect(foreign.status).toBe(404);
+      expect(unknown.status).toBe(404);
+      expect(foreign.headers['content-type']).toBe(unknown.headers['content-type']);
+      expect(foreign.text).toBe(unknown.text);
+    }
+    // The owner still sees it.
+    expect((await call('GET', `/mtls/jobs/${jobId}`)).status).toBe(200);
+  });
+
   it('many concurrent synchronous waits are all answered (one subscription per process, no listener per request)', async () => {
     const replies = await Promise.all(Array.from({ length: 150 }, (_, i) => forward(`/n/${i}`, {}, undefined, 'GET')));
     expect(replies.map((r) => r.status)).toEqual(Array(150).fill(201));
@@ -151,6 +174,27 @@ describe('Idempotency-Key', () => {
     expect(other.status).toBe(422);
     expect(JSON.parse(other.text)).toMatchObject({ code: 'idempotency_key_reused' });
     expect(target.requests).toHaveLength(0);
+  });
+
+  it('the same key from another caller of the account, or with another LP-authorization-override, is 422 and the first answer is not replayed', async () => {
+    const key = randomUUID();
+    const first = await forward('/once', { 'idempotency-key': key, 'lp-authorization-override': 'Bearer first-caller' }, 'same');
+    expect(first.status).toBe(201);
+    target.reset();
+    const otherOverride = await forward('/once', { 'idempotency-key': key, 'lp-authorization-override': 'Bearer second-caller' }, 'same');
+    expect(otherOverride.status).toBe(422);
+    expect(JSON.parse(otherOverride.text)).toMatchObject({ code: 'idempotency_key_reused' });
+    const noOverride = await forward('/once', { 'idempotency-key': key }, 'same');
+    expect(noOverride.status).toBe(422);
+    const otherCaller = await forward('/once', { ...(await tokenFor('second-principal', [account])), 'idempotency-key': key, 'lp-authorization-override': 'Bearer first-caller' }, 'same');
+    expect(otherCaller.status).toBe(422);
+    expect(JSON.parse(otherCaller.text)).toMatchObject({ code: 'idempotency_key_reused' });
+    expect(otherCaller.headers['idempotent-replayed']).toBeUndefined();
+    expect(target.requests).toHaveLength(0);
+    // The first caller with its own override still gets its answer replayed.
+    const again = await forward('/once', { 'idempotency-key': key, 'lp-authorization-override': 'Bearer first-caller' }, 'same');
+    expect(again.status).toBe(201);
+    expect(again.headers['idempotent-replayed']).toBe('true');
   });
 
   it('keys are per account: the same key on another account is a new request', async () => {

@@ -206,6 +206,23 @@ describe('HTTP hygiene', () => {
       expect(target.requests).toHaveLength(0);
     });
 
+    it.each([
+      ['LP-forward-url', () => `LP-forward-url: ${target.url}/other`],
+      ['LP-service-name', () => 'LP-service-name: a\r\nLP-service-name: b'],
+      ['LP-authorization-override', () => 'LP-authorization-override: Bearer A\r\nlp-authorization-override: Bearer B'],
+      ['LP-stop-if-certificate-not-found', () => 'LP-stop-if-certificate-not-found: false\r\nLP-stop-if-certificate-not-found: false'],
+      ['Idempotency-Key', () => 'Idempotency-Key: k1\r\nIdempotency-Key: k2'],
+      ['Prefer', () => 'Prefer: respond-async\r\nPrefer: wait=5'],
+    ])('%s sent twice (Node would join the two into "a, b") → 400 invalid_header, never forwarded', async (name, lines) => {
+      const before = await jobCount();
+      const res = await raw(relay.api.port, head(`${lines()}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`));
+      expect(res.status, res.body).toBe(400);
+      expect(res.headers['content-type']).toBe('application/problem+json');
+      expect(JSON.parse(res.body)).toMatchObject({ code: 'invalid_header', detail: `${name.toLowerCase()} must be sent once` });
+      expect(await jobCount()).toBe(before);
+      expect(target.requests).toHaveLength(0);
+    });
+
     it('Transfer-Encoding on HTTP/1.0, and HTTP/1.1 without Host → 400 problem+json', async () => {
       const http10 = await raw(relay.api.port, `POST ${path} HTTP/1.0\r\nLP-forward-url: ${target.url}/x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`);
       expect(http10.status).toBe(400);

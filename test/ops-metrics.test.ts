@@ -176,6 +176,23 @@ describe('operations: metrics, request ids, expiry check, readiness, queue dashb
     }, { timeout: 15_000, interval: 250 });
   });
 
+  it("credentials limited to some accounts see only their own accounts' certificate series on /metrics", async () => {
+    await vi.waitFor(async () => {
+      expect(find(await metricsOf(relay.api.url, relay.auth()), 'mtls_relay_certificate_expiry_days', { certificate_id: expiringId })).toHaveLength(1);
+    }, { timeout: 30_000, interval: 500 });
+    const reader = await mintToken({ secret: relay.env['AUTH_JWT_SECRET'] as string, roles: ['admin'], accounts: [account], ttlSeconds: 600, subject: 'one-tenant' });
+    const res = await request(`${relay.api.url}/metrics`, { headers: { authorization: `Bearer ${reader}` } });
+    expect(res.statusCode).toBe(200);
+    const text = await res.body.text();
+    assertMatchesOpenApi('GET', '/metrics', res.statusCode, res.headers, text);
+    expect(text).not.toContain(expiringAccount);
+    expect(text).not.toContain(expiringId);
+    const samples = parseMetrics(text);
+    expect(find(samples, 'mtls_relay_certificate_expiry_days').map((s) => s.labels)).toEqual([{ account_id: account, certificate_id: mappedId, service: 'api' }]);
+    // Series without account ids are still there.
+    expect(find(samples, 'mtls_relay_forwards_total').length).toBeGreaterThan(0);
+  });
+
   it('the queue dashboard is for administrators only', async () => {
     expect((await request(`${relay.api.url}/admin/queues`)).statusCode).toBe(401);
     const oneAccount = await mintToken({ secret: relay.env['AUTH_JWT_SECRET'] as string, roles: ['admin'], accounts: [account], ttlSeconds: 600 });

@@ -12,6 +12,7 @@ import { injectForward } from './support/inject.ts';
 import { createCA, issueCertificate } from '../scripts/lib/pki.ts';
 import { startMtlsTarget } from '../scripts/lib/mtls-target.ts';
 import type { MtlsTarget } from '../scripts/lib/mtls-target.ts';
+import { freePort } from '../scripts/lib/ports.ts';
 import { startRelay } from './support/relay.ts';
 import type { Relay } from './support/relay.ts';
 import { startTestDns } from './support/resolver.ts';
@@ -30,6 +31,7 @@ describe('SSRF guard on loopback', () => {
   let dns: TestDns;
   let trap: Trap;
   let target: MtlsTarget;
+  let apiKnownMetricsPort = 0;
   const account = `ssrf${randomBytes(3).toString('hex')}`;
 
   const forward = async (url: string, headers: Record<string, string> = {}): Promise<Answer> => {
@@ -53,7 +55,11 @@ describe('SSRF guard on loopback', () => {
       ipAddresses: ['127.0.0.1', '::1'],
     });
     target = await startMtlsTarget({ server: serverCert, clientCa: serverCa.certPem, requireClientCert: false });
-    relay = await startRelay({ targetCaPem: serverCa.certPem, env: { TARGET_DNS_SERVERS: dns.server } });
+    // The api is told a METRICS_PORT (nothing listens there: it must refuse it before enqueueing); the worker binds a
+    // port of its own choosing (METRICS_PORT=0), which only it knows and refuses at dial time.
+    apiKnownMetricsPort = await freePort();
+    relay = await startRelay({ workers: 0, targetCaPem: serverCa.certPem, env: { TARGET_DNS_SERVERS: dns.server, METRICS_PORT: String(apiKnownMetricsPort) } });
+    await relay.startWorker({ METRICS_PORT: '0' });
 
     dns.set('ok.test', ['127.0.0.1']);
     dns.set('loop2.test', ['127.0.0.2']);
@@ -118,6 +124,28 @@ describe('SSRF guard on loopback', () => {
     }
     expect(await jobCount()).toBe(before);
     expect(trap.hits).toEqual([]);
+  });
+
+  it("refuses the worker's own health/metrics port although loopback is allowlisted (at dial: the api does not know it)", async () => {
+    const metricsPort = relay.workers[0]?.port as number;
+    expect(metricsPort).toBeGreaterThan(0);
+    for (const url of [`https://127.0.0.1:${metricsPort}/metrics`, `https://localhost:${metricsPort}/readyz`, `https://[::ffff:127.0.0.1]:${metricsPort}/`]) {
+      const res = await forward(url);
+      expect(res.status, `${url} → ${res.body}`).toBe(403);
+      expect(JSON.parse(res.body), url).toMatchObject({ code: 'target_not_allowed' });
+    }
+  });
+
+  it("refuses the configured METRICS_PORT (the workers' health/metrics port) at the api, before enqueueing", async () => {
+    const before = await jobCount();
+    for (const url of [`https://127.0.0.1:${apiKnownMetricsPort}/metrics`, `https://localhost:${apiKnownMetricsPort}/`]) {
+      const res = await forward(url);
+      expect(res.status, `${url} → ${res.body}`).toBe(403);
+      expect(JSON.parse(res.body), url).toMatchObject({ code: 'target_not_allowed' });
+      expect(JSON.parse(res.body).detail, url).toMatch(/the relay itself/);
+      expect(res.headers['lp-job-id'], url).toBeUndefined();
+    }
+    expect(await jobCount()).toBe(before);
   });
 
   it('allows the allowlisted loopback address in any spelling and through a name, so the guard is not simply closed', async () => {

@@ -69,4 +69,52 @@ describe('npm start', () => {
       expect(code).toBe(0);
     }
   });
+
+  it('with LOG_LEVEL=warn (no info lines to watch) it still comes up, because it waits on /readyz; ports set to 0 are picked for it', async () => {
+    const proc = spawn(process.execPath, ['scripts/start.ts'], {
+      cwd: ROOT,
+      env: {
+        PATH: process.env['PATH'] ?? '',
+        REDIS_URL: redis.url,
+        PORT: '0',
+        METRICS_PORT: '0',
+        DEMO: 'false',
+        LOG_LEVEL: 'warn',
+        QUEUE_PREFIX: `startwarn${Date.now()}`,
+        START_QUIET: 'true',
+        HOST: '127.0.0.1',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    proc.stderr.setEncoding('utf8').on('data', (c: string) => (output += c));
+    try {
+      const apiUrl = await new Promise<string>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`npm start did not say it is up:\n${output}`)), 60_000);
+        proc.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+          output += chunk;
+          const m = /mtls-relay is up: api on (http:\/\/127\.0\.0\.1:\d+)/.exec(output);
+          if (m !== null) {
+            clearTimeout(timer);
+            resolve(m[1] as string);
+          }
+        });
+        proc.once('exit', (code) => reject(new Error(`npm start exited early (${code}):\n${output}`)));
+      });
+      expect(apiUrl).not.toBe('http://127.0.0.1:0');
+      const ready = await fetch(`${apiUrl}/readyz`);
+      expect(ready.status).toBe(200);
+      await ready.body?.cancel();
+    } finally {
+      const code = await new Promise<number | null>((resolve) => {
+        if (proc.exitCode !== null) {
+          resolve(proc.exitCode);
+          return;
+        }
+        proc.once('exit', (c) => resolve(c));
+        proc.kill('SIGINT');
+      });
+      expect(code).toBe(0);
+    }
+  });
 });

@@ -63,7 +63,7 @@ describe('bootstrap', () => {
 
   it("the target policy refuses the relay's own port on loopback and on this machine's addresses, even when allowlisted", () => {
     let port: number | undefined = undefined;
-    const policy = bootstrap('api', fakeProcess(goodEnv()).proc).targetPolicy(() => port);
+    const policy = bootstrap('api', fakeProcess(goodEnv()).proc).targetPolicy(() => [port]);
     const loopback = parseIp('127.0.0.1')!;
     expect(policy.check(loopback, 8080).allowed).toBe(true);
     port = 8080;

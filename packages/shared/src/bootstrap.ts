@@ -27,10 +27,10 @@ export interface Bootstrap {
   /** A dependency that is not usable at start: logs it as fatal and exits 1. */
   fatal(err: unknown, message: string): never;
   /**
-   * The SSRF target policy (TARGET_ALLOWLIST), refusing the relay's own listening socket: `selfPort` on
-   * loopback, HOST or any address of this machine's interfaces.
+   * The SSRF target policy (TARGET_ALLOWLIST), refusing the relay's own listening sockets: every port of
+   * `selfPorts` on loopback, HOST or any address of this machine's interfaces.
    */
-  targetPolicy(selfPort: () => number | undefined): TargetPolicy;
+  targetPolicy(selfPorts: () => Iterable<number | undefined>): TargetPolicy;
   /** On SIGTERM or SIGINT: marks the process as shutting down, runs `shutdown`, then exits 0 when clean, else 1. */
   onSignals(shutdown: () => Promise<boolean>): void;
   isShuttingDown(): boolean;
@@ -72,11 +72,11 @@ export function bootstrap(service: 'api' | 'worker', proc: ProcessLike): Bootstr
       logger.fatal(errorSummary(err), message);
       return proc.exit(1);
     },
-    targetPolicy(selfPort) {
+    targetPolicy(selfPorts) {
       const localAddresses = Object.values(networkInterfaces()).flatMap((list) => (list ?? []).map((i) => i.address));
       return new TargetPolicy({
         allowlist: config.TARGET_ALLOWLIST,
-        self: { port: selfPort, addresses: [config.HOST, ...localAddresses] },
+        self: { ports: selfPorts, addresses: [config.HOST, ...localAddresses] },
       });
     },
     onSignals(shutdown) {

@@ -43,6 +43,7 @@ export const ERROR_CATALOGUE = {
   response_too_large: { status: 502, title: "The target's response is larger than the configured limit", proxyStatus: 'http_response_incomplete' },
   delivery_uncertain: { status: 502, title: 'The worker stopped while sending; the request may have reached the target and was not sent again', proxyStatus: 'connection_terminated' },
   invalid_job: { status: 500, title: 'The job payload is not valid' },
+  store_denied: { status: 502, title: "The certificate store refused the relay's access; an operator must fix the relay's store permissions" },
   target_protocol_error: { status: 502, title: 'The target sent an invalid HTTP response', proxyStatus: 'http_protocol_error' },
   circuit_open: { status: 503, title: 'Calls to this target are paused after repeated failures', proxyStatus: 'destination_unavailable' },
   queue_unavailable: { status: 503, title: 'The job queue is unavailable' },
@@ -105,9 +106,19 @@ export class StoreError extends Error {
 }
 
 /**
- * The caller-facing form of a store failure: absent → not_found, conflict → conflict, bad input → its code,
- * store down or denied → store_unavailable. Anything else (an unreadable document) is returned unchanged,
- * so that it is logged and answered as an internal error.
+ * The one mapping of a store failure to what the caller sees, used by the api routes, the error handlers and
+ * the worker alike:
+ *
+ * | StoreError kind | RelayError | retried by the worker |
+ * | --- | --- | --- |
+ * | `not_found` | `not_found` (404) | no |
+ * | `conflict` | `conflict` (409) | no |
+ * | `invalid` with a code (bad input) | that code (400) | no |
+ * | `invalid` without one (a document the relay cannot open or read, an answer it cannot use) | `internal` (500), saying so | no |
+ * | `denied` (Vault 401/403: the relay's token or policy) | `store_denied` (502) | no |
+ * | `unavailable` (no answer, 429, 5xx, Redis down) | `store_unavailable` (503, Retry-After) | yes: an outage |
+ *
+ * Anything that is not a StoreError is returned unchanged.
  */
 export function relayErrorOf(err: unknown): unknown {
   if (!(err instanceof StoreError)) return err;
@@ -117,10 +128,19 @@ export function relayErrorOf(err: unknown): unknown {
     case 'conflict':
       return new RelayError('conflict', err.message, { cause: err });
     case 'invalid':
-      return err.code === undefined ? err : new RelayError(err.code, err.message, { cause: err });
-    default:
+      return err.code === undefined
+        ? new RelayError('internal', `the certificate store returned something the relay cannot use (${err.message}); not retried: an operator must look at the store`, { cause: err })
+        : new RelayError(err.code, err.message, { cause: err });
+    case 'denied':
+      return new RelayError('store_denied', `the certificate store refused the relay (${err.message}); not retried: an operator must fix the relay's store permissions`, { cause: err });
+    case 'unavailable':
       return new RelayError('store_unavailable', 'the certificate store is unavailable; try again', { cause: err, retryAfter: 1 });
   }
+}
+
+/** Is this error (a RelayError from relayErrorOf) one an operator must act on: a denied or unusable store? */
+export function isStoreFault(err: RelayError): boolean {
+  return err.cause instanceof StoreError && (err.code === 'store_denied' || err.code === 'internal');
 }
 
 /** A bad setting; the message names the variable. */

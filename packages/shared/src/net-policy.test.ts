@@ -144,7 +144,7 @@ describe('TargetPolicy', () => {
 
   it("refuses the relay's own port on loopback and local addresses even when allowlisted", () => {
     let port: number | undefined = undefined;
-    const policy = new TargetPolicy({ allowlist: ['127.0.0.0/8', '::1', '192.0.2.10', 'relay.local'], self: { port: () => port, addresses: ['192.0.2.10'] } });
+    const policy = new TargetPolicy({ allowlist: ['127.0.0.0/8', '::1', '192.0.2.10', 'relay.local'], self: { ports: () => [port], addresses: ['192.0.2.10'] } });
     expect(policy.check(ip('127.0.0.1'), 8080).allowed).toBe(true);
     port = 8080;
     for (const a of ['127.0.0.1', '127.0.0.2', '::1', '0.0.0.0', '::', '::ffff:127.0.0.1', '192.0.2.10']) {
@@ -154,7 +154,20 @@ describe('TargetPolicy', () => {
     expect(policy.check(ip('127.0.0.1'), 8081).allowed).toBe(true);
   });
 
-  it('refuses a mixed DNS answer whole, naming the bad address', () => {
+  it("refuses every port of the relay's own processes (the API's and the worker's metrics port), each once known", () => {
+    let metricsPort: number | undefined = 0;
+    const policy = new TargetPolicy({ allowlist: ['127.0.0.0/8', '::1'], self: { ports: () => [8080, metricsPort], addresses: [] } });
+    expect(policy.check(ip('127.0.0.1'), 9464).allowed).toBe(true);
+    expect(policy.check(ip('127.0.0.1'), 0).allowed).toBe(true);
+    metricsPort = 9464;
+    for (const port of [8080, 9464]) {
+      expect(policy.check(ip('127.0.0.1'), port, true)).toEqual({ allowed: false, category: 'self' });
+      expect(policy.check(ip('::1'), port)).toEqual({ allowed: false, category: 'self' });
+    }
+    expect(policy.check(ip('127.0.0.1'), 9465).allowed).toBe(true);
+  });
+
+    it('refuses a mixed DNS answer whole, naming the bad address', () => {
     const policy = new TargetPolicy({ allowlist: [] });
     expect(() => policy.assertAddresses('mixed.example', ['93.184.216.34', '10.0.0.1'], 443)).toThrow(TargetNotAllowedError);
     expect(() => policy.assertAddresses('mixed.example', ['93.184.216.34', '10.0.0.1'], 443)).toThrow(/10\.0\.0\.1, a private address/);

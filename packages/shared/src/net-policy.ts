@@ -9,7 +9,7 @@ export type { AddressCategory, HostKind, IpAddress } from './ip.ts';
  * The SSRF target policy shared by the API (checked before anything is enqueued) and the worker (checked
  * again at dial time, against the address actually dialled). Only globally reachable unicast addresses
  * (ip.ts) are allowed, unless TARGET_ALLOWLIST names the host or a CIDR holding the address; the relay's
- * own listening socket is refused even then. A name with several addresses is refused when any one is.
+ * own listening sockets (the API's and the worker's health/metrics port) are refused even then. A name with several addresses is refused when any one is.
  */
 
 
@@ -25,8 +25,11 @@ export class TargetNotAllowedError extends Error {
 }
 
 export interface SelfAddress {
-  /** The port the relay's API listens on (0 or undefined: unknown, no self check). */
-  port: () => number | undefined;
+  /**
+   * Every port the relay's own processes listen on: the API's, the worker's health/metrics server's (0 or
+   * undefined entries: unknown, skipped). Asked at each check, so that a port bound later counts.
+   */
+  ports: () => Iterable<number | undefined>;
   /** Addresses the API is reachable on besides loopback and the unspecified address. */
   addresses: readonly string[];
 }
@@ -78,8 +81,7 @@ export class TargetPolicy {
   }
 
   #isSelf(ip: IpAddress, port: number): boolean {
-    const selfPort = this.#self?.port();
-    if (selfPort === undefined || selfPort === 0 || port !== selfPort) return false;
+    if (this.#self === undefined || port === 0 || ![...this.#self.ports()].includes(port)) return false;
     const forms = [ip, ...embeddedIpv4(ip)];
     return forms.some((f) => {
       const c = classifyIp(f);

@@ -19,11 +19,12 @@
  * | 12007 | conflict                    | 409    | duplicate name, or certificate still mapped     |
  * | 12008 | body_too_large              | 413    | request body over the limit                     |
  * | 12009 | store_unavailable           | 503    | certificate store unavailable (Retry-After)     |
+ * | 12010 | store_denied                | 502    | the store refused the relay (its permissions)   |
  * | 12400 | any other 4xx               |        |                                                 |
  * | 12500 | internal (any other 5xx)    | 500    | unexpected; logged                              |
  */
 import type { NextFunction, Request, Response } from 'express';
-import { ERROR_CATALOGUE, RelayError, relayErrorOf } from '@mtls-relay/shared/errors';
+import { ERROR_CATALOGUE, isStoreFault, RelayError, relayErrorOf } from '@mtls-relay/shared/errors';
 import type { ErrorCode } from '@mtls-relay/shared/errors';
 import { errorSummary } from '@mtls-relay/shared/logging';
 import type { Logger } from '@mtls-relay/shared/logging';
@@ -45,6 +46,7 @@ const CF_CODES: Partial<Record<ErrorCode, number>> = {
   conflict: 12007,
   body_too_large: 12008,
   store_unavailable: 12009,
+  store_denied: 12010,
 };
 
 export function cloudflareCode(code: ErrorCode): number {
@@ -92,6 +94,7 @@ export function cloudflareErrorHandler(logger: Logger) {
     }
     const mapped = relayErrorOf(err);
     if (mapped instanceof RelayError) {
+      if (isStoreFault(mapped)) logger.error({ reqId: res.locals['requestId'], method: req.method, path: req.baseUrl + req.path, code: mapped.code, ...errorSummary(mapped.cause) }, 'certificate store fault');
       sendCfError(res, mapped.status, cloudflareCode(mapped.code), mapped.detail, mapped.retryAfter);
       return;
     }

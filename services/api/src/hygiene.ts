@@ -41,3 +41,28 @@ export function requestHygiene(options: { maxHeaderCount: number }): RequestHand
     next();
   };
 }
+
+/** Forward headers that carry one value: a second line would be merged by Node into "a, b" and misread. */
+const SINGLE_VALUE_HEADERS: ReadonlySet<string> = new Set([
+  'lp-forward-url',
+  'lp-service-name',
+  'lp-authorization-override',
+  'lp-stop-if-certificate-not-found',
+  'idempotency-key',
+  'prefer',
+]);
+
+/**
+ * Throws 400 invalid_header when a single-value forward header comes more than once. Node joins repeated
+ * custom headers with ", " in `req.headers` (two overrides would reach the target as `Bearer A, Bearer B`), so
+ * the repeat is only visible in `req.rawHeaders`.
+ */
+export function assertSingleValueHeaders(rawHeaders: readonly string[]): void {
+  const seen = new Set<string>();
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = (rawHeaders[i] as string).toLowerCase();
+    if (!SINGLE_VALUE_HEADERS.has(name)) continue;
+    if (seen.has(name)) throw new RelayError('invalid_header', `${name} must be sent once`);
+    seen.add(name);
+  }
+}

@@ -78,7 +78,8 @@ try {
 
 // SSRF guard: the relay's own listening socket (its actual port, once bound) is refused even if allowlisted.
 let boundPort: number | undefined;
-const targetPolicy = boot.targetPolicy(() => boundPort);
+// The worker's METRICS_PORT too (same settings): refused before anything is enqueued.
+const targetPolicy = boot.targetPolicy(() => [boundPort, config.METRICS_PORT]);
 const checkTarget = createTargetGuard(targetPolicy, createHostResolver({ servers: config.TARGET_DNS_SERVERS }));
 
 const app = createApp({

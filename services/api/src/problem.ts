@@ -1,5 +1,5 @@
 import type { NextFunction, Request, Response } from 'express';
-import { ERROR_CATALOGUE, RelayError } from '@mtls-relay/shared/errors';
+import { ERROR_CATALOGUE, isStoreFault, RelayError, relayErrorOf } from '@mtls-relay/shared/errors';
 import type { ErrorSpec } from '@mtls-relay/shared/errors';
 import { errorSummary } from '@mtls-relay/shared/logging';
 import type { Logger } from '@mtls-relay/shared/logging';
@@ -33,8 +33,11 @@ export function errorHandler(logger: Logger) {
       res.destroy();
       return;
     }
-    if (err instanceof RelayError) {
-      sendProblem(res, err);
+    const mapped = relayErrorOf(err);
+    if (mapped instanceof RelayError) {
+      // A denied or unusable store needs an operator: say so in the log, with the store's own message.
+      if (isStoreFault(mapped)) logger.error({ reqId: res.locals['requestId'], method: req.method, path: req.path, code: mapped.code, ...errorSummary(mapped.cause) }, 'certificate store fault');
+      sendProblem(res, mapped);
       return;
     }
     const p = err as ParserError;

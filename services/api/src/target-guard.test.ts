@@ -17,7 +17,7 @@ describe('createTargetGuard', () => {
     if (a === undefined) throw Object.assign(new Error('nx'), { code: 'ENOTFOUND' });
     return a.map((address) => ({ address, family: address.includes(':') ? 6 : 4 }));
   };
-  const guard = createTargetGuard(new TargetPolicy({ allowlist: ['127.0.0.1'], self: { port: () => 8080, addresses: [] } }), resolve);
+  const guard = createTargetGuard(new TargetPolicy({ allowlist: ['127.0.0.1'], self: { ports: () => [8080], addresses: [] } }), resolve);
 
   const refusal = async (raw: string): Promise<RelayError | undefined> => {
     try {

@@ -102,4 +102,34 @@ describe('BreakerRegistry', () => {
     vi.advanceTimersByTime(WINDOW_MS / 2);
     expect(registry.states()).toEqual(new Map([['https://down.example:443', 'open']]));
   });
+
+  it('when an origin answered well before its first failures in the same window, then those calls count and the breaker stays closed', async () => {
+    // The issue 14 case: 14 successes, then a 503 answer (three attempts) and a dropped connection: 4 of 18, not 4 of 4.
+    const origin = 'https://mostly-fine.example:443';
+    for (let i = 0; i < 14; i++) expect(await registry.fire(origin, async () => 200, is5xx)).toBe(200);
+    expect(registry.size).toBe(0);
+    for (let i = 0; i < 3; i++) expect(await registry.fire(origin, async () => 503, is5xx)).toBe(503);
+    await expect(registry.fire(origin, () => Promise.reject(new RelayError('target_connection_reset')), is5xx)).rejects.toMatchObject({ code: 'target_connection_reset' });
+    expect(registry.states().get(origin)).toBe('closed');
+    expect(await registry.fire(origin, async () => 200, is5xx)).toBe(200);
+  });
+
+  it('when the successes are older than the window, then they no longer count and failures open the breaker', async () => {
+    const origin = 'https://was-fine.example:443';
+    for (let i = 0; i < 14; i++) await registry.fire(origin, async () => 200, is5xx);
+    vi.advanceTimersByTime(WINDOW_MS + 1);
+    for (let i = 0; i < 3; i++) await registry.fire(origin, async () => 503, is5xx);
+    expect(registry.states().get(origin)).toBe('open');
+  });
+
+  it("when other origins answered well, then their successes do not dilute a failing origin's rate", async () => {
+    for (let i = 0; i < 50; i++) await registry.fire(`https://other${i % 5}.example:443`, async () => 200, is5xx);
+    const origin = 'https://alone.example:443';
+    await registry.fire(origin, async () => 200, is5xx);
+    for (let i = 0; i < 2; i++) await registry.fire(origin, async () => 503, is5xx);
+    // 2 failures of 3 calls: 67 % > 50 %.
+    expect(registry.states().get(origin)).toBe('open');
+    expect(registry.size).toBe(1);
+  });
 });
+

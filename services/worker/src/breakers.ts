@@ -29,6 +29,42 @@ type Action = (run: () => Promise<unknown>) => Promise<unknown>;
 
 const BUCKETS = 10;
 
+/** Successes remembered across all origins that have no breaker: about 16 s of calls at 1,000 calls/s. */
+export const RECENT_SUCCESSES = 16_384;
+
+/** FNV-1a, 32 bits: an origin's key in the ring of recent successes (a collision only adds a few successes). */
+function originHash(origin: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < origin.length; i++) h = Math.imul(h ^ origin.charCodeAt(i), 0x01000193);
+  return h | 0;
+}
+
+/**
+ * The most recent successful calls to origins that had no breaker, across every origin, in a fixed ring: two
+ * typed arrays whose size does not depend on how many origins there are (about 200 KB). When an origin fails for
+ * the first time, its successes still in the window are read from here, so that its new breaker's error rate is
+ * computed over every call of the window, not only those since the failure.
+ */
+class RecentSuccesses {
+  readonly #hashes = new Int32Array(RECENT_SUCCESSES);
+  readonly #times = new Float64Array(RECENT_SUCCESSES);
+  #next = 0;
+
+  record(origin: string, now: number): void {
+    this.#hashes[this.#next] = originHash(origin);
+    this.#times[this.#next] = now;
+    this.#next = (this.#next + 1) % RECENT_SUCCESSES;
+  }
+
+  /** Successes of `origin` at or after `since` still in the ring. */
+  count(origin: string, since: number): number {
+    const h = originHash(origin);
+    let n = 0;
+    for (let i = 0; i < RECENT_SUCCESSES; i++) if (this.#hashes[i] === h && (this.#times[i] as number) >= since && this.#times[i] !== 0) n++;
+    return n;
+  }
+}
+
 /**
  * Circuit breakers per target origin (opossum), in a bounded LRU map. Counted as failures: transport errors
  * that say something about the origin (refused, timed out, reset) and 5xx answers. Not counted: 4xx answers,
@@ -39,8 +75,11 @@ const BUCKETS = 10;
  * a whole window with no failure in it: an origin with no breaker is healthy, and its calls go straight
  * through. So a worker that talks to many healthy origins keeps no per-origin state for them (an opossum
  * breaker is about 7 KB of heap). A new breaker starts with the origin's calls still under way counted as
- * calls of its window, as opossum counts a call when it starts; calls that ended before the first failure are
- * not counted. A failure of a call that outlives its breaker (dropped meanwhile) starts a new one.
+ * calls of its window, as opossum counts a call when it starts, and with its successful calls of the last window
+ * (from a fixed-size ring of recent successes shared by all origins), so that its error rate covers every call
+ * of the window. Those earlier successes sit in the breaker's newest bucket: they leave its window up to one
+ * window later than they would have (which errs towards staying closed). A failure of a call that outlives its
+ * breaker (dropped meanwhile) starts a new one.
  */
 export class BreakerRegistry {
   readonly #settings: BreakerSettings;
@@ -55,6 +94,7 @@ export class BreakerRegistry {
   readonly #inFlight = new Map<string, number>();
   /** When each breaker last closed (after being open); breakers never opened are absent. */
   readonly #closedAt = new WeakMap<CircuitBreaker<Parameters<Action>, unknown>, number>();
+  readonly #recent = new RecentSuccesses();
 
   constructor(settings: BreakerSettings, logger: Logger) {
     this.#settings = settings;
@@ -90,7 +130,8 @@ export class BreakerRegistry {
   #create(origin: string): CircuitBreaker<Parameters<Action>, unknown> {
     const action: Action = (run) => run();
     // opossum's Status takes starting counts (`stats`) from the options it is given; its typings omit it here.
-    const underWay = { stats: { fires: this.#inFlight.get(origin) ?? 0 } } as object;
+    const earlier = this.#recent.count(origin, Date.now() - this.#settings.rollingWindowMs);
+    const underWay = { stats: { fires: (this.#inFlight.get(origin) ?? 0) + earlier, successes: earlier } } as object;
     const breaker = new CircuitBreaker<Parameters<Action>, unknown>(action, {
       ...underWay,
       timeout: false,
@@ -181,6 +222,7 @@ export class BreakerRegistry {
     }
     done();
     if (isFailure(result)) await this.#recordFailure(origin, new FailedResponse(result));
+    else this.#recent.record(origin, Date.now());
     return result;
   }
 

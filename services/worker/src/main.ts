@@ -48,8 +48,10 @@ subscriber.on('message', (_channel: string, accountId: string) => resolver.inval
 subscriber.on('ready', () => resolver.invalidate());
 await subscriber.subscribe(changes);
 
-// SSRF guard at dial time. PORT is the API's port when both share their settings: refused on this host.
-const targetPolicy = boot.targetPolicy(() => config.PORT);
+// SSRF guard at dial time. PORT is the API's port when both share their settings; with METRICS_PORT and this
+// worker's own bound metrics port (known once listening), every one is refused on this host.
+const selfPorts: Array<number | undefined> = [config.PORT, config.METRICS_PORT];
+const targetPolicy = boot.targetPolicy(() => selfPorts);
 const target = new TargetClient({
   guard: createConnectGuard(targetPolicy, createHostResolver({ servers: config.TARGET_DNS_SERVERS })),
   connectTimeoutMs: config.CONNECT_TIMEOUT_MS,
@@ -127,6 +129,7 @@ const health = createHealthServer({
 let metricsPort;
 try {
   metricsPort = await listen(health, config.METRICS_PORT, config.HOST);
+  selfPorts.push(metricsPort);
   await scheduleExpiryCheck(queues[JOB_NAMES.indexOf('expiry')] as Queue, config.CERT_EXPIRY_CHECK_SECONDS);
 } catch (err) {
   boot.fatal(err, `the health/metrics server could not listen on ${config.HOST}:${config.METRICS_PORT}, or the expiry check could not be scheduled`);

@@ -13,9 +13,23 @@ export const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
 
 const sha256 = (data: string | Buffer): string => createHash('sha256').update(data).digest('hex');
 
-/** What makes two requests "the same request" for an Idempotency-Key. */
-export function requestFingerprint(parts: { method: string; url: string; serviceName: string; body: Buffer }): string {
-  return sha256(`${parts.method}\n${parts.url}\n${parts.serviceName}\n${sha256(parts.body)}`);
+/**
+ * What makes two requests "the same request" for an Idempotency-Key: method, URL, service and body, and who
+ * asks with which target credential. The calling principal (kind and id) and LP-authorization-override (only
+ * its hash) are part of it, so that another caller of the same account, or the same caller with another
+ * credential for the target, never gets a response made with someone else's credential replayed.
+ */
+export function requestFingerprint(parts: {
+  method: string;
+  url: string;
+  serviceName: string;
+  body: Buffer;
+  principal: { kind: string; id: string } | undefined;
+  override: string | undefined;
+}): string {
+  const who = parts.principal === undefined ? '-' : `${parts.principal.kind}:${parts.principal.id}`;
+  const override = parts.override === undefined ? '-' : sha256(parts.override);
+  return sha256(`${parts.method}\n${parts.url}\n${parts.serviceName}\n${sha256(parts.body)}\n${sha256(who)}\n${override}`);
 }
 
 /**

@@ -23,6 +23,18 @@ const accountParam = pathParam('accountId', 'Account id (1–128 letters, digits
 const cfAccountParam = pathParam('account_id', 'Account id');
 const denied = { '401': problem('Credentials are missing or invalid'), '403': problem('The credentials may not do this') };
 const cfDenied = { '401': cfFailure('Credentials are missing or invalid'), '403': cfFailure('The credentials may not act on this account') };
+// Certificate store failures, mapped once (packages/shared/src/errors.ts relayErrorOf): only 503 is worth a retry.
+const storeFaultText = {
+  '500': 'The certificate store returned something the relay cannot use (for example a document sealed under another MASTER_KEY); not retried',
+  '502': 'store_denied: the certificate store refused the relay (its Vault token or policy); not retried',
+  '503': 'store_unavailable: the certificate store is unavailable; try again after Retry-After',
+};
+const storeFaults = {
+  '500': problem(storeFaultText['500']),
+  '502': problem(storeFaultText['502']),
+  '503': problem(storeFaultText['503'], { 'Retry-After': header('Seconds') }),
+};
+const cfStoreFaults = { '500': cfFailure(storeFaultText['500']), '502': cfFailure(storeFaultText['502']), '503': cfFailure(storeFaultText['503']) };
 const relayHeaders = {
   'X-Request-Id': header('The request id'),
   'LP-job-id': header('The job that carried the request'),
@@ -56,15 +68,15 @@ function forwardOperation(method: (typeof FORWARD_METHODS)[number]): Obj {
         headers: { ...relayHeaders, Location: header('/mtls/jobs/{jobId}'), 'Retry-After': header('Seconds until a poll is useful') },
         content: { 'application/json': { schema: ref('Accepted') }, '*/*': { schema: {} } },
       },
-      '400': relayOrTarget('Bad input (header, URL, account id)'),
+      '400': relayOrTarget('Bad input (header, a single-value header sent twice, URL, account id)'),
       '401': relayOrTarget('Not authenticated'),
       '403': relayOrTarget('Not authorized, or the target is not allowed (SSRF guard)'),
       '409': relayOrTarget('The first request with this Idempotency-Key is still running'),
       '413': relayOrTarget('Body over the limit'),
-      '422': relayOrTarget('No valid certificate while one is required, or an Idempotency-Key reused for another request'),
+      '422': relayOrTarget('No valid certificate while one is required, or an Idempotency-Key reused for another request (or by another caller, or with another LP-authorization-override)'),
       '431': relayOrTarget('Headers too large'),
-      '502': relayOrTarget('The target could not be reached, TLS failed, or it rejected our certificate'),
-      '503': relayOrTarget('Circuit open, queue or store unavailable', { 'Retry-After': header('Seconds') }),
+      '502': relayOrTarget('The target could not be reached, TLS failed, or it rejected our certificate; or store_denied: the certificate store refused the relay'),
+      '503': relayOrTarget('Circuit open, queue or store unavailable (store_unavailable is the only store failure worth a retry)', { 'Retry-After': header('Seconds') }),
       '504': relayOrTarget('The target was too slow, or the sync wait ran out (then with Location; the job keeps running)', { Location: header('/mtls/jobs/{jobId}') }),
       default: {
         description: "The target's response: its status, end-to-end headers and body bytes",
@@ -92,7 +104,7 @@ const paths: Obj = {
   },
   '/metrics': {
     get: {
-      operationId: 'metrics', tags: ['operations'], summary: 'Prometheus metrics (open with METRICS_PUBLIC=true)',
+      operationId: 'metrics', tags: ['operations'], summary: 'Prometheus metrics (open with METRICS_PUBLIC=true); series naming an account (account_id) only for credentials that may act on it',
       responses: { '200': { description: 'Prometheus text format', content: { 'text/plain': { schema: { type: 'string' } } } }, ...denied },
     },
   },
@@ -143,55 +155,55 @@ const paths: Obj = {
       requestBody: { required: true, content: json({ type: 'array', maxItems: 1000, items: ref('MappingTuple') }) },
       responses: {
         '200': { description: 'One boolean per tuple', content: json({ oneOf: [ref('MappingCheckV1'), ref('MappingCheckV2')] }) },
-        '400': problem('Invalid body or query'), ...denied, '503': problem('Queue unavailable'), '504': problem('The check did not finish in time'),
+        '400': problem('Invalid body or query'), ...denied, ...storeFaults, '503': problem('Queue or certificate store unavailable'), '504': problem('The check did not finish in time'),
       },
     },
   },
   '/mtls/account/{accountId}/mappings': {
-    get: { operationId: 'listMappings', tags: ['mappings'], summary: 'Mappings of the account', parameters: [accountParam], responses: { '200': { description: 'Mappings', content: json({ type: 'array', items: ref('Mapping') }) }, '400': problem('Invalid account id'), ...denied, '503': problem('Store unavailable') } },
+    get: { operationId: 'listMappings', tags: ['mappings'], summary: 'Mappings of the account', parameters: [accountParam], responses: { '200': { description: 'Mappings', content: json({ type: 'array', items: ref('Mapping') }) }, '400': problem('Invalid account id'), ...denied, ...storeFaults } },
     post: {
       operationId: 'createMapping', tags: ['mappings'], summary: 'Map (serviceName, url) of the account to a certificate', parameters: [accountParam],
       requestBody: { required: true, content: json(ref('NewMapping')) },
       responses: {
         '201': { description: 'Created', headers: { Location: header('The mapping') }, content: json(ref('Mapping')) },
-        '400': problem('Invalid body'), ...denied, '404': problem('Unknown certificate'), '409': problem('A mapping for this service and URL exists'), '503': problem('Store unavailable'),
+        '400': problem('Invalid body'), ...denied, '404': problem('Unknown certificate'), '409': problem('A mapping for this service and URL exists'), ...storeFaults,
       },
     },
   },
   '/mtls/account/{accountId}/mappings/{mappingId}': {
-    get: { operationId: 'getMapping', tags: ['mappings'], summary: 'One mapping', parameters: [accountParam, pathParam('mappingId', 'Mapping id')], responses: { '200': { description: 'The mapping', content: json(ref('Mapping')) }, ...denied, '404': problem('No such mapping') } },
-    delete: { operationId: 'deleteMapping', tags: ['mappings'], summary: 'Remove a mapping', parameters: [accountParam, pathParam('mappingId', 'Mapping id')], responses: { '204': { description: 'Removed' }, ...denied, '404': problem('No such mapping') } },
+    get: { operationId: 'getMapping', tags: ['mappings'], summary: 'One mapping', parameters: [accountParam, pathParam('mappingId', 'Mapping id')], responses: { '200': { description: 'The mapping', content: json(ref('Mapping')) }, ...denied, '404': problem('No such mapping'), ...storeFaults } },
+    delete: { operationId: 'deleteMapping', tags: ['mappings'], summary: 'Remove a mapping', parameters: [accountParam, pathParam('mappingId', 'Mapping id')], responses: { '204': { description: 'Removed' }, ...denied, '404': problem('No such mapping'), ...storeFaults } },
   },
   '/accounts/{account_id}/access/certificates': {
     get: {
       operationId: 'listCertificates', tags: ['certificates'], summary: 'Client certificates of the account (Cloudflare shape)',
       parameters: [cfAccountParam, { name: 'page', in: 'query', required: false, schema: { type: 'integer', minimum: 1 } }, { name: 'per_page', in: 'query', required: false, schema: { type: 'integer', minimum: 1, maximum: 1000 } }],
-      responses: { '200': cfOk('A page of certificates', { type: 'array', items: ref('Certificate') }, true), '400': cfFailure('Invalid paging'), ...cfDenied, '503': cfFailure('Store unavailable') },
+      responses: { '200': cfOk('A page of certificates', { type: 'array', items: ref('Certificate') }, true), '400': cfFailure('Invalid paging'), ...cfDenied, ...cfStoreFaults },
     },
     post: {
       operationId: 'createCertificate', tags: ['certificates'], summary: 'Upload a client certificate and its private key', parameters: [cfAccountParam],
       requestBody: { required: true, content: json(ref('NewCertificate')) },
-      responses: { '201': cfOk('Created', ref('Certificate')), '400': cfFailure('Bad PEM, key not matching, expired, bad hostname'), ...cfDenied, '409': cfFailure('Duplicate name'), '413': cfFailure('Body too large'), '503': cfFailure('Store unavailable') },
+      responses: { '201': cfOk('Created', ref('Certificate')), '400': cfFailure('Bad PEM, key not matching, expired, bad hostname'), ...cfDenied, '409': cfFailure('Duplicate name'), '413': cfFailure('Body too large'), ...cfStoreFaults },
     },
   },
   '/accounts/{account_id}/access/certificates/settings': {
-    get: { operationId: 'getHostnameSettings', tags: ['certificates'], summary: 'Per-hostname settings', parameters: [cfAccountParam], responses: { '200': cfOk('Settings', { type: 'array', items: ref('HostnameSetting') }), ...cfDenied, '503': cfFailure('Store unavailable') } },
+    get: { operationId: 'getHostnameSettings', tags: ['certificates'], summary: 'Per-hostname settings', parameters: [cfAccountParam], responses: { '200': cfOk('Settings', { type: 'array', items: ref('HostnameSetting') }), ...cfDenied, ...cfStoreFaults } },
     put: {
       operationId: 'putHostnameSettings', tags: ['certificates'], summary: 'Replace the per-hostname settings', parameters: [cfAccountParam],
       requestBody: { required: true, content: json({ type: 'object', required: ['settings'], properties: { settings: { type: 'array', maxItems: 1000, items: ref('HostnameSetting') } } }) },
-      responses: { '202': cfOk('Saved', { type: 'array', items: ref('HostnameSetting') }), '400': cfFailure('Invalid body'), ...cfDenied, '503': cfFailure('Store unavailable') },
+      responses: { '202': cfOk('Saved', { type: 'array', items: ref('HostnameSetting') }), '400': cfFailure('Invalid body'), ...cfDenied, ...cfStoreFaults },
     },
   },
   '/accounts/{account_id}/access/certificates/{certificate_id}': {
-    get: { operationId: 'getCertificate', tags: ['certificates'], summary: 'One certificate', parameters: [cfAccountParam, pathParam('certificate_id', 'Certificate id')], responses: { '200': cfOk('The certificate', ref('Certificate')), ...cfDenied, '404': cfFailure('No such certificate') } },
+    get: { operationId: 'getCertificate', tags: ['certificates'], summary: 'One certificate', parameters: [cfAccountParam, pathParam('certificate_id', 'Certificate id')], responses: { '200': cfOk('The certificate', ref('Certificate')), ...cfDenied, '404': cfFailure('No such certificate'), ...cfStoreFaults } },
     put: {
       operationId: 'updateCertificate', tags: ['certificates'], summary: 'Rename, re-associate hostnames, or rotate the material', parameters: [cfAccountParam, pathParam('certificate_id', 'Certificate id')],
       requestBody: { required: true, content: json(ref('CertificateUpdate')) },
-      responses: { '200': cfOk('Updated', ref('Certificate')), '400': cfFailure('Invalid body or material'), ...cfDenied, '404': cfFailure('No such certificate'), '409': cfFailure('Duplicate name, or changed concurrently') },
+      responses: { '200': cfOk('Updated', ref('Certificate')), '400': cfFailure('Invalid body or material'), ...cfDenied, '404': cfFailure('No such certificate'), '409': cfFailure('Duplicate name, or changed concurrently'), ...cfStoreFaults },
     },
     delete: {
       operationId: 'deleteCertificate', tags: ['certificates'], summary: 'Remove a certificate (refused while mappings use it)', parameters: [cfAccountParam, pathParam('certificate_id', 'Certificate id')],
-      responses: { '200': cfOk('Removed', { type: 'object', required: ['id'], properties: { id: { type: 'string' } } }), ...cfDenied, '404': cfFailure('No such certificate'), '409': cfFailure('Still mapped') },
+      responses: { '200': cfOk('Removed', { type: 'object', required: ['id'], properties: { id: { type: 'string' } } }), ...cfDenied, '404': cfFailure('No such certificate'), '409': cfFailure('Still mapped'), ...cfStoreFaults },
     },
   },
 };

@@ -13,7 +13,8 @@ import { requestFingerprint } from '../clients/idempotency.ts';
 import type { IdempotencyClaim, IdempotencyKeys } from '../clients/idempotency.ts';
 import { parsePrefer } from '../prefer.ts';
 import type { Preferences } from '../prefer.ts';
-import { accountOf } from '../auth/access.ts';
+import { accountOf, principalOf } from '../auth/access.ts';
+import { assertSingleValueHeaders } from '../hygiene.ts';
 import { sendProblem } from '../problem.ts';
 import { jobLocation, sendOutcome } from '../respond.ts';
 
@@ -59,6 +60,7 @@ async function parseForward(req: Request, res: Response, deps: ForwardRouteDeps,
     throw new RelayError('method_not_allowed', `${req.method} is not relayed; use ${FORWARD_METHODS.join(', ')}`);
   }
   const accountId = accountOf(req, res);
+  assertSingleValueHeaders(req.rawHeaders);
   const rawUrl = singleHeader(req, 'lp-forward-url');
   if (rawUrl === undefined || rawUrl.trim() === '') throw new RelayError('invalid_forward_url', 'LP-forward-url is required');
   const url = parseTargetUrl(rawUrl, { allowHttp: deps.allowHttp });
@@ -88,7 +90,12 @@ async function parseForward(req: Request, res: Response, deps: ForwardRouteDeps,
     requireCertificate,
     ...(idempotencyKey === undefined
       ? {}
-      : { idempotency: { key: idempotencyKey, fingerprint: requestFingerprint({ method: req.method, url: url.normalized, serviceName, body }) } }),
+      : {
+          idempotency: {
+            key: idempotencyKey,
+            fingerprint: requestFingerprint({ method: req.method, url: url.normalized, serviceName, body, principal: principalOf(res), override }),
+          },
+        }),
     requestId: String(res.locals['requestId'] ?? ''),
     headers,
     body,
@@ -171,7 +178,7 @@ async function viewOrUnavailable(deps: ForwardRouteDeps, forwardId: string): Ret
 /** A request whose Idempotency-Key was used before: the first result, 409 while it runs, 422 if it differs. */
 async function replayEarlier(res: Response, deps: ForwardRouteDeps, earlier: IdempotencyClaim, request: ForwardRequest): Promise<void> {
   if (earlier.fingerprint !== request.idempotency?.fingerprint) {
-    throw new RelayError('idempotency_key_reused', 'this Idempotency-Key was first used with another method, URL, service or body');
+    throw new RelayError('idempotency_key_reused', 'this Idempotency-Key was first used with another method, URL, service, body, caller or LP-authorization-override');
   }
   const outcome = (await viewOrUnavailable(deps, earlier.jobId))?.outcome;
   if (outcome === undefined) {

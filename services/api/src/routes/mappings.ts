@@ -1,7 +1,7 @@
 import express from 'express';
 import type { Request, Response, Router } from 'express';
 import { z } from 'zod';
-import { RelayError, relayErrorOf } from '@mtls-relay/shared/errors';
+import { RelayError } from '@mtls-relay/shared/errors';
 import type { CertificateStore } from '@mtls-relay/shared/store';
 import { parseTargetUrl } from '@mtls-relay/shared/url';
 import { accountOf } from '../auth/access.ts';
@@ -20,15 +20,6 @@ const createSchema = z.object({
   certificateId: z.string().min(1).max(64),
 });
 
-/** Store failures as the caller should see them (problem+json via the app's error handler). */
-async function storeCall<T>(fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (err) {
-    throw relayErrorOf(err);
-  }
-}
-
 /**
  * `/mtls/account/{accountId}/mappings`: which certificate a (serviceName, url) of the account uses.
  * One mapping per (account, service, normalised url); its id is derived from that pair.
@@ -40,7 +31,7 @@ export function mappingsRouter(deps: MappingRouteDeps): Router {
   router.get(BASE, async (req: Request, res: Response) => {
     const accountId = accountOf(req, res);
     res.setHeader('Cache-Control', 'no-store');
-    res.json(await storeCall(() => deps.store.listMappings(accountId)));
+    res.json(await deps.store.listMappings(accountId));
   });
 
   router.post(BASE, json, async (req: Request, res: Response) => {
@@ -51,7 +42,7 @@ export function mappingsRouter(deps: MappingRouteDeps): Router {
     } catch (err) {
       throw new RelayError('invalid_body', `url: ${(err as RelayError).detail.replace(/^LP-forward-url /, '')}`);
     }
-    const created = await storeCall(() => deps.store.createMapping(accountId, body));
+    const created = await deps.store.createMapping(accountId, body);
     res.status(201);
     res.setHeader('Location', `/mtls/account/${accountId}/mappings/${created.id}`);
     res.json(created);
@@ -60,7 +51,7 @@ export function mappingsRouter(deps: MappingRouteDeps): Router {
   router.get(`${BASE}/:mappingId`, async (req: Request, res: Response) => {
     const accountId = accountOf(req, res);
     const id = String(req.params['mappingId']);
-    const found = await storeCall(() => deps.store.getMapping(accountId, id));
+    const found = await deps.store.getMapping(accountId, id);
     if (found === null) throw new RelayError('not_found', `mapping ${id} not found`);
     res.setHeader('Cache-Control', 'no-store');
     res.json(found);
@@ -68,7 +59,7 @@ export function mappingsRouter(deps: MappingRouteDeps): Router {
 
   router.delete(`${BASE}/:mappingId`, async (req: Request, res: Response) => {
     const accountId = accountOf(req, res);
-    await storeCall(() => deps.store.deleteMapping(accountId, String(req.params['mappingId'])));
+    await deps.store.deleteMapping(accountId, String(req.params['mappingId']));
     res.status(204).end();
   });
 

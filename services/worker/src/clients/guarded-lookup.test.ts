@@ -23,7 +23,7 @@ function call(lookup: Lookup, host: string, options: object): Promise<{ err: Nod
 }
 
 describe('createConnectGuard', () => {
-  const policy = new TargetPolicy({ allowlist: ['127.0.0.1'], self: { port: () => 8080, addresses: [] } });
+  const policy = new TargetPolicy({ allowlist: ['127.0.0.1'], self: { ports: () => [8080], addresses: [] } });
   const guard = createConnectGuard(policy, resolve);
   const lookup = guard.lookup(443) as unknown as Lookup;
 

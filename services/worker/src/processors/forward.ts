@@ -1,7 +1,7 @@
 import { UnrecoverableError } from 'bullmq';
 import type { Job } from 'bullmq';
 import type { KeyRing } from '@mtls-relay/shared/crypto';
-import { encodeFailure, RelayError, StoreError, toErrorPayload } from '@mtls-relay/shared/errors';
+import { encodeFailure, RelayError, relayErrorOf, toErrorPayload } from '@mtls-relay/shared/errors';
 import type { ForwardRecord } from '@mtls-relay/shared/forward-records';
 import { relayableResponseHeaders } from '@mtls-relay/shared/http';
 import { forwardBatchSchema, IDEMPOTENT_METHODS, openBody, openHeaders, openQuery, sealBody, sealHeaders } from '@mtls-relay/shared/jobs';
@@ -213,11 +213,6 @@ export function withRequestId(headers: HeaderList, requestId: string): HeaderLis
 }
 
 function toRelayError(err: unknown): RelayError {
-  if (err instanceof RelayError) return err;
-  if (err instanceof StoreError) {
-    return err.kind === 'unavailable'
-      ? new RelayError('store_unavailable', 'the certificate store did not answer', { cause: err })
-      : new RelayError('store_unavailable', 'the certificate store refused the lookup', { cause: err });
-  }
-  return new RelayError('internal', 'unexpected failure in the worker', { cause: err });
+  const mapped = relayErrorOf(err);
+  return mapped instanceof RelayError ? mapped : new RelayError('internal', 'unexpected failure in the worker', { cause: err });
 }

@@ -1,5 +1,6 @@
 import { UnrecoverableError } from 'bullmq';
 import type { Job } from 'bullmq';
+import { RelayError, relayErrorOf, toErrorPayload } from '@mtls-relay/shared/errors';
 import { mappingJobSchema } from '@mtls-relay/shared/jobs';
 import type { MappingResult, MappingTuple } from '@mtls-relay/shared/jobs';
 import { parseTargetUrl, isValidAccountId } from '@mtls-relay/shared/url';
@@ -13,8 +14,16 @@ export function createMappingProcessor(deps: { resolver: CertificateResolver }):
   return async (job) => {
     const parsed = mappingJobSchema.safeParse(job.data);
     if (!parsed.success) throw new UnrecoverableError(JSON.stringify({ code: 'invalid_job', detail: 'the job payload is not valid' }));
-    const exists = await Promise.all(parsed.data.tuples.map((t) => hasCertificate(deps.resolver, t)));
-    return { v: 1, exists };
+    try {
+      const exists = await Promise.all(parsed.data.tuples.map((t) => hasCertificate(deps.resolver, t)));
+      return { v: 1, exists };
+    } catch (err) {
+      // Store failures as everywhere else (relayErrorOf): only an unavailable store is worth another attempt.
+      const mapped = relayErrorOf(err);
+      if (!(mapped instanceof RelayError)) throw err;
+      const payload = JSON.stringify(toErrorPayload(mapped));
+      throw mapped.code === 'store_unavailable' ? new Error(payload) : new UnrecoverableError(payload);
+    }
   };
 }
 
