@@ -28,6 +28,8 @@ function expectCfError(res: ApiResponse, status: number, code: number): void {
   expect(res.json.errors).toHaveLength(1);
   expect(res.json.errors[0].code).toBe(code);
   expect(res.json.errors[0].message.length).toBeGreaterThan(0);
+  // Every error links into the relay's error page, at the entry of its code.
+  expect(res.json.errors[0].documentation_url).toMatch(/^\/docs\/errors#[a-z0-9_]+$/);
 }
 
 export function defineManagementSuite(kind: StoreKind): void {
@@ -175,6 +177,7 @@ export function defineManagementSuite(kind: StoreKind): void {
       const otherKey = await create(account, { name: 'k', certificate: leafA.chainPem, private_key: leafB.keyPem });
       expectCfError(otherKey, 400, 12003);
       expect(otherKey.json.errors[0].message).toMatch(/private_key: the key does not belong/);
+      expect(otherKey.json.errors[0].source).toEqual({ pointer: '/private_key' });
 
       const old = await create(account, { name: 'e', ...material(expired) });
       expectCfError(old, 400, 12004);
@@ -183,13 +186,19 @@ export function defineManagementSuite(kind: StoreKind): void {
       const url = await create(account, { name: 'h', ...material(leafA), associated_hostnames: ['ok.example.com', 'https://x.example/y'] });
       expectCfError(url, 400, 12005);
       expect(url.json.errors[0].message).toMatch(/^associated_hostnames\[1\]/);
+      expect(url.json.errors[0].source).toEqual({ pointer: '/associated_hostnames/1' });
       for (const bad of ['x.example.com:443', 'a b.example.com', 'x.*.example.com', '127.0.0.1', '']) {
         expectCfError(await create(account, { name: 'h', ...material(leafA), associated_hostnames: [bad] }), 400, 12005);
       }
 
+      // Without private_key the upload is a root, and a client leaf is no CA.
       const missing = await create(account, { name: 'm', certificate: leafA.chainPem });
-      expectCfError(missing, 400, 12000);
-      expect(missing.json.errors[0].message).toMatch(/^private_key/);
+      expectCfError(missing, 400, 12002);
+      expect(missing.json.errors[0].message).toMatch(/^certificate: without private_key this is a root certificate/);
+      expect(missing.json.errors[0].source).toEqual({ pointer: '/certificate' });
+      const noName = await create(account, material(leafA));
+      expectCfError(noName, 400, 12000);
+      expect(noName.json.errors[0].source).toEqual({ pointer: '/name' });
       expectCfError(await call(relay, 'POST', certs(account), '{"name": "broken json'), 400, 12000);
       expectCfError(await call(relay, 'POST', `/accounts/bad..id/access/certificates`, { name: 'x', ...material(leafA) }), 400, 12001);
 

@@ -10,6 +10,11 @@ export interface Resolution {
   readonly via: 'mapping' | 'hostname' | 'none';
   /** The hostname settings demand a client certificate for this host. */
   readonly hostRequiresCertificate: boolean;
+  /**
+   * The account's currently valid root certificates whose associated hostnames match the url's host: the
+   * target's server certificate is verified against these instead of the public roots. Empty: public roots.
+   */
+  readonly roots: readonly CertificateMaterial[];
 }
 
 interface AccountEntry {
@@ -107,10 +112,12 @@ export class CertificateResolver {
     const hostRequiresCertificate = settings.some(
       (s) => s.clientCertificateForwarding && hostnameMatches(s.hostname, url.hostname),
     );
-    const valid = certificates.filter((c) => isCurrentlyValid(c, now));
+    const current = certificates.filter((c) => isCurrentlyValid(c, now));
+    const roots = current.filter((c) => c.type === 'root' && c.associatedHostnames.some((h) => hostnameMatches(h, url.hostname)));
+    const valid = current.filter((c) => c.type !== 'root');
     if (mapping !== null) {
       const mapped = valid.find((c) => c.id === mapping.certificateId);
-      if (mapped !== undefined) return { material: mapped, via: 'mapping', hostRequiresCertificate };
+      if (mapped !== undefined) return { material: mapped, via: 'mapping', hostRequiresCertificate, roots };
     }
     // Exact host names before wildcards; among equals, the one that stays valid longest.
     const byHost = valid
@@ -118,7 +125,12 @@ export class CertificateResolver {
       .filter(({ c, exact }) => exact || c.associatedHostnames.some((h) => hostnameMatches(h, url.hostname)))
       .sort((a, b) => Number(b.exact) - Number(a.exact) || b.c.expiresOn.localeCompare(a.c.expiresOn));
     const chosen = byHost[0]?.c;
-    if (chosen !== undefined) return { material: chosen, via: 'hostname', hostRequiresCertificate };
-    return { material: null, via: 'none', hostRequiresCertificate };
+    if (chosen !== undefined) return { material: chosen, via: 'hostname', hostRequiresCertificate, roots };
+    return { material: null, via: 'none', hostRequiresCertificate, roots };
+  }
+
+  /** Is there a mapping for exactly (accountId, serviceName, url), whatever its certificate's state? */
+  async hasMapping(accountId: string, serviceName: string, url: TargetUrl): Promise<boolean> {
+    return (await this.#mapping(accountId, serviceName, url.normalized)) !== null;
   }
 }

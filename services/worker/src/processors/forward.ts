@@ -90,7 +90,7 @@ async function forwardOnce(deps: ForwardDeps, jobId: string, data: ForwardJob, l
   const body = openBody(deps.ring, jobId, 'request', data.body);
   const response = await deps.breakers.fire(
     url.origin,
-    () => deps.target.send({ url, method: data.method, headers, body, material: resolution.material }),
+    () => deps.target.send({ url, method: data.method, headers, body, material: resolution.material, roots: resolution.roots }),
     (r) => r.status >= 500,
   );
   if (RETRYABLE_STATUS.has(response.status) && !lastAttempt && isRetrySafe(data)) {
