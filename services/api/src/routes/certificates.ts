@@ -147,6 +147,9 @@ export function certificatesRouter(deps: CertificateRouteDeps): Router {
     const accountId = accountOf(req, res);
     const upload = uploadOf(req);
     const body = parseBody(createSchema, upload.body);
+    if (upload.multipart && upload.file === undefined && body.pkcs12 === undefined && body.certificate === undefined) {
+      throw new RelayError('invalid_body', `pkcs12: a multipart upload needs the .p12/.pfx file, in the field ${P12_FIELDS.join(' or ')}`, { pointer: '/pkcs12' });
+    }
     const pemIn = pemMaterial(body, upload);
     if (pemIn === undefined) {
       throw new RelayError('invalid_body', 'certificate: required (a PEM certificate, with private_key for a client certificate), or pkcs12', { pointer: '/certificate' });
