@@ -56,7 +56,7 @@ describe('the official Cloudflare SDK against the relay', () => {
     expect(root.id).toMatch(/^[0-9a-f-]{36}$/);
 
     // A client identity needs its key, which Cloudflare's create has no parameter for: the SDK's generic post.
-    const created = await cf.post<unknown, { result: Certificate }>(`/accounts/${account}/access/certificates`, {
+    const created = await cf.post<{ result: Certificate }>(`/accounts/${account}/access/certificates`, {
       body: { name: 'client', certificate: leaf.chainPem, private_key: leaf.keyPem, associated_hostnames: ['localhost'] },
     });
     expect(created.result).toMatchObject({ name: 'client', type: 'client', fingerprint: hexFingerprint(leaf.fingerprint256) });
