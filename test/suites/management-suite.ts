@@ -225,6 +225,33 @@ export function defineManagementSuite(kind: StoreKind): void {
       expect((await call(relay, 'DELETE', `${certs(account)}/${id}`)).status).toBe(200);
     });
 
+    it('wrong methods answer 405 with Allow, unknown paths 404, both in the envelope; every documentation_url has its entry', async () => {
+      const account = newAccount();
+      const cases: Array<[string, string, string]> = [
+        ['DELETE', certs(account), 'GET, HEAD, POST'],
+        ['PATCH', `${certs(account)}/some-id`, 'GET, HEAD, PUT, DELETE'],
+        ['POST', `${certs(account)}/settings`, 'GET, HEAD, PUT'],
+      ];
+      for (const [method, path, allow] of cases) {
+        const res = await call(relay, method, path, method === 'DELETE' ? undefined : {});
+        expectCfError(res, 405, 7001);
+        expect(res.headers['allow']).toBe(allow);
+        expect(res.json.errors[0].documentation_url).toBe('/docs/errors#method_not_allowed');
+      }
+      for (const path of [`/accounts/${account}`, `/accounts/${account}/access`, `/accounts/${account}/access/certificates/a/b`, '/accounts/']) {
+        const res = await call(relay, 'GET', path);
+        expectCfError(res, 404, 7000);
+        expect(res.json.errors[0].documentation_url).toBe('/docs/errors#no_route');
+      }
+      // The documentation page is the api's own, open, with an entry for each code an error links to.
+      const page = await call(relay, 'GET', '/docs/errors', undefined, { authorization: '' });
+      expect(page.status).toBe(200);
+      expect(page.headers['content-type']).toMatch(/^text\/html/);
+      for (const anchor of ['no_route', 'method_not_allowed', 'invalid_certificate', 'invalid_body', 'pkcs12_wrong_passphrase', 'certificate_not_client']) {
+        expect(page.text).toContain(`id="${anchor}"`);
+      }
+    });
+
     it('mappings: POST 201, GET list and one, duplicate 409, unknown certificate 404, DELETE 204, all problem+json on error', async () => {
       const account = newAccount();
       const cert = (await create(account, { name: 'm', ...material(leafA) })).json.result;
