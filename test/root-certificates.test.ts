@@ -72,6 +72,17 @@ describe('root certificates of an account', () => {
     await expectCertificateInvalid(stranger, `${privateTarget.url}/stranger`);
   });
 
+  it('the china_network setting has no effect on forwards (README: stored for Cloudflare compatibility only)', async () => {
+    const account = newAccount();
+    expect((await call(relay, 'POST', certs(account), rootBody(privateCa, ['localhost']))).status).toBe(201);
+    const put = await call(relay, 'PUT', `${certs(account)}/settings`, { settings: [{ hostname: 'localhost', china_network: true, client_certificate_forwarding: false }] });
+    expect(put.status, put.text).toBe(202);
+    privateTarget.reset();
+    const res = await forward(relay, account, `${privateTarget.url}/china`);
+    expect(res.status, res.text).toBe(200);
+    expect(privateTarget.requests.map((r) => r.path)).toEqual(['/china']);
+  });
+
   it('a root applies only to its associated hostnames', async () => {
     const account = newAccount();
     expect((await call(relay, 'POST', certs(account), rootBody(privateCa, ['other.example.com', '*.localhost']))).status).toBe(201);
