@@ -160,8 +160,12 @@ export function defineManagementSuite(kind: StoreKind): void {
       expect(shapeMismatches(got.json.result, SEED.settings)).toEqual([]);
       expect(got.json.result).toEqual(settings);
 
-      expectCfError(await call(relay, 'PUT', `${certs(account)}/settings`, { settings: [{ ...settings[0], hostname: 'https://x.example/y' }] }), 400, 12005);
-      expectCfError(await call(relay, 'PUT', `${certs(account)}/settings`, { settings: [{ hostname: 'a.example.com' }] }), 400, 12000);
+      const badHost = await call(relay, 'PUT', `${certs(account)}/settings`, { settings: [settings[0], { ...settings[1], hostname: 'https://x.example/y' }] });
+      expectCfError(badHost, 400, 12005);
+      expect(badHost.json.errors[0].source).toEqual({ pointer: '/settings/1/hostname' });
+      const missingField = await call(relay, 'PUT', `${certs(account)}/settings`, { settings: [{ hostname: 'a.example.com' }] });
+      expectCfError(missingField, 400, 12000);
+      expect(missingField.json.errors[0].source).toEqual({ pointer: '/settings/0/china_network' });
       expect((await call(relay, 'GET', `${certs(account)}/settings`)).json.result).toEqual(settings);
     });
 

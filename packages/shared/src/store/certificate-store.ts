@@ -223,14 +223,14 @@ export class CertificateStore {
     const copy = items.map((item, i) => {
       const hostname = normalizeHostnamePattern(item.hostname);
       if (hostname === null) {
-        throw new StoreError('invalid', `settings[${i}].hostname: ${JSON.stringify(item.hostname)} is not a DNS name`, { code: 'invalid_hostname' });
+        throw new StoreError('invalid', `settings[${i}].hostname: ${JSON.stringify(item.hostname)} is not a DNS name`, { code: 'invalid_hostname', pointer: `/settings/${i}/hostname` });
       }
       return { ...item, hostname };
     });
     const seen = new Set<string>();
     copy.forEach((item, i) => {
       if (seen.has(item.hostname)) {
-        throw new StoreError('invalid', `settings[${i}].hostname: ${item.hostname} is listed twice`, { code: 'invalid_body' });
+        throw new StoreError('invalid', `settings[${i}].hostname: ${item.hostname} is listed twice`, { code: 'invalid_body', pointer: `/settings/${i}/hostname` });
       }
       seen.add(item.hostname);
     });
