@@ -97,6 +97,17 @@ describe('root certificates of an account', () => {
     await vi.waitFor(async () => expectCertificateInvalid(account, `${partnerTarget.url}/partner`), { timeout: 10_000, interval: 100 });
   });
 
+  it('a root that has expired fails the handshake; it never hands the host back to TARGET_CA_FILE or the public roots', async () => {
+    const account = newAccount();
+    const shortLived = await createCA('short-lived-root', { notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 4_000) });
+    const created = await call(relay, 'POST', certs(account), rootBody(shortLived, ['localhost']));
+    expect(created.status, created.text).toBe(201);
+    const expiresOn = Date.parse(created.json.result.expires_on);
+    await expectCertificateInvalid(account, `${partnerTarget.url}/while-valid`);
+    await vi.waitFor(() => expect(Date.now()).toBeGreaterThan(expiresOn + 1_000), { timeout: 15_000, interval: 200 });
+    await expectCertificateInvalid(account, `${partnerTarget.url}/after-expiry`);
+  });
+
   it('a root and a client certificate together: the server is verified by the root and the client certificate is presented', async () => {
     const account = newAccount();
     expect((await call(relay, 'POST', certs(account), rootBody(privateCa, ['localhost']))).status).toBe(201);

@@ -11,8 +11,8 @@ export interface Resolution {
   /** The hostname settings demand a client certificate for this host. */
   readonly hostRequiresCertificate: boolean;
   /**
-   * The account's currently valid root certificates whose associated hostnames match the url's host: the
-   * target's server certificate is verified against these instead of the public roots. Empty: public roots.
+   * The account's root certificates whose associated hostnames match the url's host: the target's server
+   * certificate is verified against these instead of the public roots. Empty: the public roots.
    */
   readonly roots: readonly CertificateMaterial[];
 }
@@ -112,9 +112,10 @@ export class CertificateResolver {
     const hostRequiresCertificate = settings.some(
       (s) => s.clientCertificateForwarding && hostnameMatches(s.hostname, url.hostname),
     );
-    const current = certificates.filter((c) => isCurrentlyValid(c, now));
-    const roots = current.filter((c) => c.type === 'root' && c.associatedHostnames.some((h) => hostnameMatches(h, url.hostname)));
-    const valid = current.filter((c) => c.type !== 'root');
+    // Roots are taken whatever their dates: one that has expired must fail the handshake (the TLS stack says
+    // so), never quietly hand the host back to the public roots it was meant to replace.
+    const roots = certificates.filter((c) => c.type === 'root' && c.associatedHostnames.some((h) => hostnameMatches(h, url.hostname)));
+    const valid = certificates.filter((c) => c.type !== 'root' && isCurrentlyValid(c, now));
     if (mapping !== null) {
       const mapped = valid.find((c) => c.id === mapping.certificateId);
       if (mapped !== undefined) return { material: mapped, via: 'mapping', hostRequiresCertificate, roots };

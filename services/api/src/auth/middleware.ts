@@ -169,13 +169,13 @@ export function createAuthenticator(opts: AuthenticatorOptions): RequestHandler 
       next();
       return;
     }
-    const scheme = /^\s*(OAuth|Bearer)\s/i.exec(req.headers.authorization ?? '')?.[1]?.toLowerCase() ?? (/[?&]oauth_/.test(req.originalUrl) || isForm(req) ? 'oauth-params' : 'none');
+    const scheme = /^\s*(OAuth|Bearer)\s/i.exec(req.headers.authorization ?? '')?.[1]?.toLowerCase() ?? 'none';
     try {
       const principal = await authenticate(req, res);
       res.locals['principal'] = principal;
       const needed = requiredPermission(req.method, req.path);
       if (!principal.permissions.has(needed)) throw new RelayError('forbidden', `${req.method} needs the ${needed} permission`);
-      opts.logger.debug({ reqId: res.locals['requestId'], scheme, principal: principal.id }, 'authenticated');
+      opts.logger.debug({ reqId: res.locals['requestId'], scheme: scheme === 'none' ? principal.kind : scheme, principal: principal.id }, 'authenticated');
       next();
     } catch (err) {
       if (err instanceof RelayError && (err.code === 'unauthenticated' || err.code === 'forbidden')) {

@@ -56,7 +56,7 @@ export interface TargetRequest {
  */
 export class TargetClient {
   readonly #opts: TargetClientOptions;
-  readonly #agents = new Map<string, { agent: Agent; certificateId: string }>();
+  readonly #agents = new Map<string, { agent: Agent; identity: string }>();
   /** Identity (certificate id and root ids) → its agent's key (the key of the versions in use). */
   readonly #keyOf = new Map<string, string>();
   readonly #alerts = new Map<number, string>();
@@ -149,7 +149,7 @@ export class TargetClient {
     // An older version of the same identity is retired at once; beyond the bound, the least recent goes.
     const older = this.#keyOf.get(identity);
     if (older !== undefined) this.#retire(older);
-    this.#agents.set(key, { agent, certificateId: identity });
+    this.#agents.set(key, { agent, identity });
     this.#keyOf.set(identity, key);
     while (this.#agents.size > this.#opts.maxAgents) this.#retire(this.#agents.keys().next().value as string);
     return agent;
@@ -159,7 +159,7 @@ export class TargetClient {
     const entry = this.#agents.get(key);
     if (entry === undefined) return;
     this.#agents.delete(key);
-    if (this.#keyOf.get(entry.certificateId) === key) this.#keyOf.delete(entry.certificateId);
+    if (this.#keyOf.get(entry.identity) === key) this.#keyOf.delete(entry.identity);
     void entry.agent.close().catch(() => undefined);
   }
 
