@@ -133,6 +133,10 @@ describe('PKCS#12 uploads', () => {
     expectError(await call(relay, 'POST', certs(account), { name: 'x', pkcs12: p12(leafA, ['-keypbe', 'CAMELLIA-256-CBC']).toString('base64'), passphrase: PASS }), 400, 12013, '/pkcs12');
     expectError(await call(relay, 'POST', certs(account), { name: 'x', pkcs12: p12(leafA, ['-macalg', 'sha224']).toString('base64'), passphrase: PASS }), 400, 12013, '/pkcs12');
     expectError(await call(relay, 'POST', certs(account), { name: 'x', pkcs12: Buffer.from(leafA.certPem).toString('base64'), passphrase: PASS }), 400, 12010, '/pkcs12');
+    // Key derivation runs on the api's event loop: an iteration count above the cap is refused before any work.
+    const slow = await call(relay, 'POST', certs(account), { name: 'x', pkcs12: p12(leafA, ['-iter', '1000000']).toString('base64'), passphrase: PASS });
+    expectError(slow, 400, 12013, '/pkcs12');
+    expect(slow.json.errors[0].message).toMatch(/1000000 key-derivation iterations; at most 100000/);
     expectError(await call(relay, 'POST', certs(account), { name: 'x', pkcs12: 'not base64 at all!', passphrase: PASS }), 400, 12000, '/pkcs12');
     expectError(await call(relay, 'POST', certs(account), { name: 'x', pkcs12: file.toString('base64'), passphrase: PASS, certificate: leafA.certPem }), 400, 12000, '/certificate');
     expectError(await upload('POST', certs(account), { name: 'x', passphrase: PASS }), 400, 12000, '/pkcs12');

@@ -18,10 +18,39 @@ export interface PemMaterial {
 const derOf = (asn1: forge.asn1.Asn1): Buffer => Buffer.from(forge.asn1.toDer(asn1).getBytes(), 'binary');
 
 /**
+ * The iteration count of each key derivation comes from the file, and node-forge derives in JavaScript on the
+ * api's event loop (about 1 s per 100,000 PBKDF2-SHA256 iterations here): a file asking for 2^31 would stall the
+ * process for hours. openssl writes 2,048 by default and Java 10,000; more than MAX_ITERATIONS is refused before
+ * any work, by wrapping forge's three derivation functions (looked up on these objects at each call).
+ */
+export const MAX_ITERATIONS = 100_000;
+
+class TooManyIterations extends Error {}
+
+type Derive = (...args: unknown[]) => unknown;
+function capIterations(owner: Record<string, unknown>, name: string, countIndex: number): void {
+  const original = owner[name] as Derive;
+  owner[name] = (...args: unknown[]): unknown => {
+    if (!(Number(args[countIndex]) <= MAX_ITERATIONS)) throw new TooManyIterations(String(args[countIndex]));
+    return original(...args);
+  };
+}
+capIterations(forge.pkcs5 as unknown as Record<string, unknown>, 'pbkdf2', 2);
+capIterations(forge.pkcs12 as unknown as Record<string, unknown>, 'generateKey', 3);
+capIterations((forge.pki as unknown as { pbe: Record<string, unknown> }).pbe, 'generatePkcs12Key', 3);
+
+/**
  * node-forge reports its failures as Error messages only; this is the one place that reads them, and every
  * branch is exercised by files openssl makes in the tests (wrong passphrase, unsupported algorithms).
  */
 function classify(err: unknown, pointer: string): RelayError {
+  if (err instanceof TooManyIterations) {
+    return new RelayError(
+      'pkcs12_unsupported_algorithm',
+      `pkcs12: the file asks for ${err.message} key-derivation iterations; at most ${MAX_ITERATIONS} are accepted (openssl writes 2048)`,
+      { pointer },
+    );
+  }
   const message = err instanceof Error ? err.message : '';
   if (/invalid password|wrong password|failed to decrypt/i.test(message)) {
     return new RelayError('pkcs12_wrong_passphrase', 'passphrase: the PKCS#12 file does not open with this passphrase', { pointer: '/passphrase' });
