@@ -12,7 +12,7 @@ const ADVICE: Partial<Record<ErrorCode, string>> = {
   invalid_pkcs12: '`pkcs12` (base64) or the uploaded file is not a PKCS#12 (.p12/.pfx) file.',
   pkcs12_wrong_passphrase: 'The MAC or the encrypted parts of the PKCS#12 file do not open with `passphrase`.',
   pkcs12_no_key: 'A PKCS#12 upload must hold the private key and its certificate (export with the key, e.g. `openssl pkcs12 -export -inkey …`).',
-  pkcs12_unsupported_algorithm: 'The file is encrypted with an algorithm the relay cannot read (supported: PBES2 with AES-CBC or 3DES and HMAC-SHA1/SHA-2 PRFs, PKCS#12 PBE with 3DES or RC2; MAC SHA-1 or SHA-2). Re-export with `openssl pkcs12 -export` defaults.',
+  pkcs12_unsupported_algorithm: 'The file is encrypted with an algorithm the relay cannot read (supported: PBES2 with AES-CBC or 3DES and HMAC-SHA1/SHA-2 PRFs, PKCS#12 PBE with 3DES or RC2; MAC SHA-1 or SHA-2; at most 100,000 key-derivation iterations). Re-export with `openssl pkcs12 -export` defaults.',
   certificate_not_client: 'Root certificates (uploaded without a private key) verify targets; mappings need a client certificate.',
   not_found: 'No such certificate (or mapping) in this account.',
   conflict: 'A certificate with this name exists, the certificate is still mapped, or it changed concurrently.',
