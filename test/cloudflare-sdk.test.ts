@@ -17,6 +17,7 @@ import type { MtlsTarget } from './support/mtls-target.ts';
 import { startRelay } from './support/relay.ts';
 import type { Relay } from './support/relay.ts';
 import { forward, hexFingerprint } from './suites/admin-client.ts';
+import { openApiChecked } from './support/openapi.ts';
 
 const account = `sdk${randomBytes(4).toString('hex')}`;
 const other = `sdk${randomBytes(4).toString('hex')}`;
@@ -50,10 +51,13 @@ describe('the official Cloudflare SDK against the relay', () => {
   });
 
   it('creates a root with the SDK’s own parameters and a client certificate; a forward then uses both', async () => {
+    const checkedBefore = openApiChecked();
     const params: CertificateCreateParams = { account_id: account, name: 'customer-root', certificate: customerCa.certPem, associated_hostnames: ['localhost'] };
     const root: Certificate = await cf.zeroTrust.access.certificates.create(params);
     expect(root).toMatchObject({ name: 'customer-root', associated_hostnames: ['localhost'], fingerprint: hexFingerprint(new X509Certificate(customerCa.certPem).fingerprint256), type: 'root' });
     expect(root.id).toMatch(/^[0-9a-f-]{36}$/);
+    // The SDK's fetch goes through the suite's OpenAPI check like every other client.
+    expect(openApiChecked()).toBeGreaterThan(checkedBefore);
 
     // A client identity needs its key, which Cloudflare's create has no parameter for: the SDK's generic post.
     const created = await cf.post<{ result: Certificate }>(`/accounts/${account}/access/certificates`, {
