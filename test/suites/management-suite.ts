@@ -117,6 +117,18 @@ export function defineManagementSuite(kind: StoreKind): void {
       expect((await call(relay, 'GET', certs(account))).json.result).toEqual([]);
     });
 
+    it('a certificate uploaded without private_key is a root (type root in every result); with one, a client', async () => {
+      const account = newAccount();
+      const root = await create(account, { name: 'root', certificate: clientCa.certPem, associated_hostnames: ['partner.example.com'] });
+      expect(root.status, root.text).toBe(201);
+      expect(shapeMismatches(root.json.result, SEED.certificate)).toEqual([]);
+      expect(root.json.result).toMatchObject({ type: 'root', name: 'root', associated_hostnames: ['partner.example.com'] });
+      const client = await create(account, { name: 'client', ...material(leafA) });
+      expect(client.json.result.type).toBe('client');
+      expect((await call(relay, 'GET', `${certs(account)}/${root.json.result.id}`)).json.result).toEqual(root.json.result);
+      expect((await call(relay, 'GET', certs(account))).json.result.map((c: { type: string }) => c.type)).toEqual(['root', 'client']);
+    });
+
     it("the shape check itself reports a wrong type and a missing field", () => {
       expect(shapeMismatches({ id: 1, name: 'x' }, SEED.deleted)).toEqual(['$.id: expected a string, got 1']);
       expect(shapeMismatches({ success: false, errors: [{ code: '12006', message: 'm' }], messages: [], result: null }, SEED.failure)).toEqual([
