@@ -15,7 +15,7 @@ import { startRelay } from './support/relay.ts';
 import type { Relay } from './support/relay.ts';
 import { startService } from './support/services.ts';
 import type { ServiceProcess } from './support/services.ts';
-import { oauthHeader, oauthParam, queuedJobs, testConsumer, withOAuthParam } from './support/auth.ts';
+import { oauthHeader, oauthParam, oauthProtocolParams, queuedJobs, testConsumer, withOAuthParam } from './support/auth.ts';
 
 interface Answer {
   status: number;
@@ -117,6 +117,50 @@ describe('OAuth 1.0a requests signed by the oauth-1.0a package', () => {
     // Without TRUST_PROXY the forwarded headers are ignored: the signature does not match the URL used.
     const again = oauthHeader(writer, { method: 'GET', url: `https://relay.example.com${path}` });
     expectUnauthenticated(await send(relay.api.url, 'GET', path, { ...headers, authorization: again }), /signature/);
+  });
+});
+
+describe('OAuth 1.0a parameters in the query string or a form body (RFC 5849 §3.5.2, §3.5.3)', () => {
+  const form = { amount: '10', note: 'two words & more' };
+  const formBody = new URLSearchParams(form).toString();
+
+  it('when the signed parameters come in the query string, then it is forwarded and the target sees none of them', async () => {
+    target.reset();
+    const path = `/mtls/account/${account}?keep=1`;
+    const params = new URLSearchParams(oauthProtocolParams(writer, { method: 'GET', url: `${relay.api.url}${path}` })).toString();
+    const res = await send(relay.api.url, 'GET', `${path}&${params}`, { 'lp-forward-url': `${target.url}/echo?x=1` });
+    expect(res.status, res.text).toBe(200);
+    expect(target.requests.map((r) => r.path)).toEqual(['/echo?x=1']);
+    expect(JSON.stringify(target.requests[0]?.headers)).not.toMatch(/oauth_/);
+  });
+
+  it('when the signed parameters come in the form body, then it is forwarded with the other fields byte for byte and without them', async () => {
+    target.reset();
+    const path = `/mtls/account/${account}`;
+    const params = new URLSearchParams(oauthProtocolParams(writer, { method: 'POST', url: `${relay.api.url}${path}`, form })).toString();
+    const headers = { 'lp-forward-url': `${target.url}/echo`, 'content-type': 'application/x-www-form-urlencoded' };
+    const res = await send(relay.api.url, 'POST', path, headers, `${formBody}&${params}`);
+    expect(res.status, res.text).toBe(200);
+    expect(target.requests[0]?.body.toString('utf8')).toBe(formBody);
+  });
+
+  it('when a query or body parameter is tampered with, replayed, or the parameters are split over both, then 401 and the target sees nothing', async () => {
+    target.reset();
+    const path = `/mtls/account/${account}`;
+    const headers = { 'lp-forward-url': `${target.url}/echo`, 'content-type': 'application/x-www-form-urlencoded' };
+    const signedQuery = new URLSearchParams(oauthProtocolParams(writer, { method: 'POST', url: `${relay.api.url}${path}?x=1`, form }));
+    expectUnauthenticated(await send(relay.api.url, 'POST', `${path}?x=2&${signedQuery}`, headers, formBody), /signature/);
+    expectUnauthenticated(await send(relay.api.url, 'POST', `${path}?x=1&${signedQuery}`, headers, formBody.replace('10', '99')), /signature/);
+
+    const signedBody = new URLSearchParams(oauthProtocolParams(writer, { method: 'POST', url: `${relay.api.url}${path}`, form }));
+    expect((await send(relay.api.url, 'POST', path, headers, `${formBody}&${signedBody}`)).status).toBe(200);
+    expectUnauthenticated(await send(relay.api.url, 'POST', path, headers, `${formBody}&${signedBody}`), /nonce was already used/);
+
+    const fresh = oauthProtocolParams(writer, { method: 'POST', url: `${relay.api.url}${path}`, form });
+    const { oauth_signature: signature, ...rest } = fresh;
+    const split = await send(relay.api.url, 'POST', `${path}?${new URLSearchParams({ oauth_signature: signature as string })}`, headers, `${formBody}&${new URLSearchParams(rest)}`);
+    expectUnauthenticated(split, /one place/);
+    expect(target.requests).toHaveLength(1);
   });
 });
 

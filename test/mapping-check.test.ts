@@ -81,6 +81,26 @@ describe('mapping check (POST /mtls/mapping)', () => {
     expect(res.json).toEqual({ [key(tuples[0]!)]: true, [key(tuples[1]!)]: false });
   });
 
+  it('?match=exact answers whether a mapping exists for exactly the tuple: a hostname match is not one, an expired mapped certificate still is', async () => {
+    const id = await addCertificate('test8', { name: 'x', certificate: leaf.chainPem, private_key: leaf.keyPem, associated_hostnames: ['*.example.net'] });
+    await addMapping('test8', 'svc', 'HTTPS://Mapped.Example.net:443/pay?x=1', id);
+    const tuples = [
+      { accountId: 'test8', serviceName: 'svc', url: 'https://mapped.example.net/pay?x=1' },
+      { accountId: 'test8', serviceName: 'svc', url: 'https://mapped.example.net/pay?x=2' },
+      { accountId: 'test8', serviceName: 'other', url: 'https://mapped.example.net/pay?x=1' },
+    ];
+    const effective = await call(relay, 'POST', '/mtls/mapping?v=2', tuples);
+    expect(effective.json.map((t: { doExist: boolean }) => t.doExist)).toEqual([true, true, true]);
+    const exact = await call(relay, 'POST', '/mtls/mapping?v=2&match=exact', tuples);
+    expect(exact.status, exact.text).toBe(200);
+    expect(exact.json.map((t: { doExist: boolean }) => t.doExist)).toEqual([true, false, false]);
+    const v1 = await call(relay, 'POST', '/mtls/mapping?match=exact', tuples.slice(0, 2));
+    expect(v1.json).toEqual({ [key(tuples[0]!)]: true, [key(tuples[1]!)]: false });
+    const bad = await call(relay, 'POST', '/mtls/mapping?match=fuzzy', tuples);
+    expect(bad.status).toBe(400);
+    expect(bad.json).toMatchObject({ code: 'bad_request' });
+  });
+
   it('a tuple whose certificate has expired reports false', async () => {
     const shortLived = await issueCertificate(ca, {
       commonName: 'short-lived',
@@ -96,6 +116,8 @@ describe('mapping check (POST /mtls/mapping)', () => {
     const res = await call(relay, 'POST', '/mtls/mapping', [tuple, SEED_REQUEST[0]]);
     expect(res.status).toBe(200);
     expect(res.json).toEqual({ [key(tuple)]: false, [key(SEED_REQUEST[0]!)]: true });
+    // The mapping itself still exists: the exact question says so.
+    expect((await call(relay, 'POST', '/mtls/mapping?match=exact', [tuple])).json).toEqual({ [key(tuple)]: true });
   });
 
   it('a mapping deleted through the API stops counting at once', async () => {

@@ -126,6 +126,8 @@ describe('the OpenAPI document', () => {
     const served = await call('GET', '/openapi.json', { auth: false });
     expect(JSON.parse(served.text)).toEqual(JSON.parse(JSON.stringify(openApiDocument())));
     expect(JSON.parse(served.text).openapi).toBe('3.1.0');
+    const errors = await call('GET', '/docs/errors', { auth: false });
+    expect(errors.text).toContain('id="invalid_certificate"');
     const page = await call('GET', '/docs', { auth: false });
     expect(page.text).toContain('SwaggerUIBundle');
     expect(page.text).not.toMatch(/https?:\/\//);
@@ -165,6 +167,9 @@ describe('the OpenAPI document', () => {
     expect((await call('GET', `${base}/nope`)).status).toBe(404);
     expect((await call('PUT', `${base}/${certId}`, { body: JSON.stringify({ name: 'oa2', associated_hostnames: ['localhost'] }) })).status).toBe(200);
     expect((await call('GET', `${base}/settings`)).status).toBe(200);
+    expect((await call('PATCH', `${base}/${certId}`, { body: '{}' })).status).toBe(405);
+    const root = await call('POST', base, { body: JSON.stringify({ name: 'oa-root', certificate: clientCa.certPem, associated_hostnames: ['example.com'] }) });
+    expect(root.status).toBe(201);
     expect((await call('PUT', `${base}/settings`, { body: JSON.stringify({ settings: [{ hostname: 'localhost', china_network: false, client_certificate_forwarding: false }] }) })).status).toBe(202);
 
     const mappings = `/mtls/account/${account}/mappings`;

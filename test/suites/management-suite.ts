@@ -28,6 +28,8 @@ function expectCfError(res: ApiResponse, status: number, code: number): void {
   expect(res.json.errors).toHaveLength(1);
   expect(res.json.errors[0].code).toBe(code);
   expect(res.json.errors[0].message.length).toBeGreaterThan(0);
+  // Every error links into the relay's error page, at the entry of its code.
+  expect(res.json.errors[0].documentation_url).toMatch(/^\/docs\/errors#[a-z0-9_]+$/);
 }
 
 export function defineManagementSuite(kind: StoreKind): void {
@@ -115,6 +117,18 @@ export function defineManagementSuite(kind: StoreKind): void {
       expect((await call(relay, 'GET', certs(account))).json.result).toEqual([]);
     });
 
+    it('a certificate uploaded without private_key is a root (type root in every result); with one, a client', async () => {
+      const account = newAccount();
+      const root = await create(account, { name: 'root', certificate: clientCa.certPem, associated_hostnames: ['partner.example.com'] });
+      expect(root.status, root.text).toBe(201);
+      expect(shapeMismatches(root.json.result, SEED.certificate)).toEqual([]);
+      expect(root.json.result).toMatchObject({ type: 'root', name: 'root', associated_hostnames: ['partner.example.com'] });
+      const client = await create(account, { name: 'client', ...material(leafA) });
+      expect(client.json.result.type).toBe('client');
+      expect((await call(relay, 'GET', `${certs(account)}/${root.json.result.id}`)).json.result).toEqual(root.json.result);
+      expect((await call(relay, 'GET', certs(account))).json.result.map((c: { type: string }) => c.type)).toEqual(['root', 'client']);
+    });
+
     it("the shape check itself reports a wrong type and a missing field", () => {
       expect(shapeMismatches({ id: 1, name: 'x' }, SEED.deleted)).toEqual(['$.id: expected a string, got 1']);
       expect(shapeMismatches({ success: false, errors: [{ code: '12006', message: 'm' }], messages: [], result: null }, SEED.failure)).toEqual([
@@ -158,8 +172,12 @@ export function defineManagementSuite(kind: StoreKind): void {
       expect(shapeMismatches(got.json.result, SEED.settings)).toEqual([]);
       expect(got.json.result).toEqual(settings);
 
-      expectCfError(await call(relay, 'PUT', `${certs(account)}/settings`, { settings: [{ ...settings[0], hostname: 'https://x.example/y' }] }), 400, 12005);
-      expectCfError(await call(relay, 'PUT', `${certs(account)}/settings`, { settings: [{ hostname: 'a.example.com' }] }), 400, 12000);
+      const badHost = await call(relay, 'PUT', `${certs(account)}/settings`, { settings: [settings[0], { ...settings[1], hostname: 'https://x.example/y' }] });
+      expectCfError(badHost, 400, 12005);
+      expect(badHost.json.errors[0].source).toEqual({ pointer: '/settings/1/hostname' });
+      const missingField = await call(relay, 'PUT', `${certs(account)}/settings`, { settings: [{ hostname: 'a.example.com' }] });
+      expectCfError(missingField, 400, 12000);
+      expect(missingField.json.errors[0].source).toEqual({ pointer: '/settings/0/china_network' });
       expect((await call(relay, 'GET', `${certs(account)}/settings`)).json.result).toEqual(settings);
     });
 
@@ -175,6 +193,7 @@ export function defineManagementSuite(kind: StoreKind): void {
       const otherKey = await create(account, { name: 'k', certificate: leafA.chainPem, private_key: leafB.keyPem });
       expectCfError(otherKey, 400, 12003);
       expect(otherKey.json.errors[0].message).toMatch(/private_key: the key does not belong/);
+      expect(otherKey.json.errors[0].source).toEqual({ pointer: '/private_key' });
 
       const old = await create(account, { name: 'e', ...material(expired) });
       expectCfError(old, 400, 12004);
@@ -183,13 +202,19 @@ export function defineManagementSuite(kind: StoreKind): void {
       const url = await create(account, { name: 'h', ...material(leafA), associated_hostnames: ['ok.example.com', 'https://x.example/y'] });
       expectCfError(url, 400, 12005);
       expect(url.json.errors[0].message).toMatch(/^associated_hostnames\[1\]/);
+      expect(url.json.errors[0].source).toEqual({ pointer: '/associated_hostnames/1' });
       for (const bad of ['x.example.com:443', 'a b.example.com', 'x.*.example.com', '127.0.0.1', '']) {
         expectCfError(await create(account, { name: 'h', ...material(leafA), associated_hostnames: [bad] }), 400, 12005);
       }
 
+      // Without private_key the upload is a root, and a client leaf is no CA.
       const missing = await create(account, { name: 'm', certificate: leafA.chainPem });
-      expectCfError(missing, 400, 12000);
-      expect(missing.json.errors[0].message).toMatch(/^private_key/);
+      expectCfError(missing, 400, 12002);
+      expect(missing.json.errors[0].message).toMatch(/^certificate: without private_key this is a root certificate/);
+      expect(missing.json.errors[0].source).toEqual({ pointer: '/certificate' });
+      const noName = await create(account, material(leafA));
+      expectCfError(noName, 400, 12000);
+      expect(noName.json.errors[0].source).toEqual({ pointer: '/name' });
       expectCfError(await call(relay, 'POST', certs(account), '{"name": "broken json'), 400, 12000);
       expectCfError(await call(relay, 'POST', `/accounts/bad..id/access/certificates`, { name: 'x', ...material(leafA) }), 400, 12001);
 
@@ -214,6 +239,33 @@ export function defineManagementSuite(kind: StoreKind): void {
       expect(refused.json.errors[0].message).toMatch(/mapping/);
       expect((await call(relay, 'DELETE', `/mtls/account/${account}/mappings/${mapping.json.id}`)).status).toBe(204);
       expect((await call(relay, 'DELETE', `${certs(account)}/${id}`)).status).toBe(200);
+    });
+
+    it('wrong methods answer 405 with Allow, unknown paths 404, both in the envelope; every documentation_url has its entry', async () => {
+      const account = newAccount();
+      const cases: Array<[string, string, string]> = [
+        ['DELETE', certs(account), 'GET, HEAD, POST'],
+        ['PATCH', `${certs(account)}/some-id`, 'GET, HEAD, PUT, DELETE'],
+        ['POST', `${certs(account)}/settings`, 'GET, HEAD, PUT'],
+      ];
+      for (const [method, path, allow] of cases) {
+        const res = await call(relay, method, path, method === 'DELETE' ? undefined : {});
+        expectCfError(res, 405, 7001);
+        expect(res.headers['allow']).toBe(allow);
+        expect(res.json.errors[0].documentation_url).toBe('/docs/errors#method_not_allowed');
+      }
+      for (const path of [`/accounts/${account}`, `/accounts/${account}/access`, `/accounts/${account}/access/certificates/a/b`, '/accounts/']) {
+        const res = await call(relay, 'GET', path);
+        expectCfError(res, 404, 7000);
+        expect(res.json.errors[0].documentation_url).toBe('/docs/errors#no_route');
+      }
+      // The documentation page is the api's own, open, with an entry for each code an error links to.
+      const page = await call(relay, 'GET', '/docs/errors', undefined, { authorization: '' });
+      expect(page.status).toBe(200);
+      expect(page.headers['content-type']).toMatch(/^text\/html/);
+      for (const anchor of ['no_route', 'method_not_allowed', 'invalid_certificate', 'invalid_body', 'pkcs12_wrong_passphrase', 'certificate_not_client']) {
+        expect(page.text).toContain(`id="${anchor}"`);
+      }
     });
 
     it('mappings: POST 201, GET list and one, duplicate 409, unknown certificate 404, DELETE 204, all problem+json on error', async () => {

@@ -39,6 +39,23 @@ export function oauthHeader(
   return oauth.toHeader(data).Authorization;
 }
 
+/**
+ * The signed protocol parameters (oauth_signature included) for sending in the query string (RFC 5849 §3.5.3)
+ * or a form body (§3.5.2) instead of the header; signed by the oauth-1.0a package like oauthHeader.
+ */
+export function oauthProtocolParams(
+  consumer: Pick<TestConsumer, 'key' | 'secret'>,
+  request: { method: string; url: string; form?: Record<string, string> },
+): Record<string, string> {
+  const oauth = new OAuth({
+    consumer: { key: consumer.key, secret: consumer.secret },
+    signature_method: 'HMAC-SHA1',
+    hash_function: (base, key) => createHmac('sha1', key).update(base).digest('base64'),
+  });
+  const data = oauth.authorize({ url: request.url, method: request.method, ...(request.form === undefined ? {} : { data: { ...request.form } }) });
+  return Object.fromEntries(Object.entries(data).filter(([name]) => name.startsWith('oauth_'))) as Record<string, string>;
+}
+
 /** The value of one oauth_* parameter of a header made by oauthHeader. */
 export function oauthParam(header: string, name: string): string {
   const m = new RegExp(`${name}="([^"]*)"`).exec(header);

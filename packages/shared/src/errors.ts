@@ -22,6 +22,11 @@ export const ERROR_CATALOGUE = {
   invalid_private_key: { status: 400, title: 'The private key is not valid or does not belong to the certificate' },
   certificate_not_current: { status: 400, title: 'The certificate has expired or is not valid yet' },
   invalid_hostname: { status: 400, title: 'A hostname is not a valid DNS name' },
+  invalid_pkcs12: { status: 400, title: 'The PKCS#12 data is not a PKCS#12 file' },
+  pkcs12_wrong_passphrase: { status: 400, title: 'The PKCS#12 passphrase is wrong' },
+  pkcs12_no_key: { status: 400, title: 'The PKCS#12 file holds no private key, or no certificate for it' },
+  pkcs12_unsupported_algorithm: { status: 400, title: 'The PKCS#12 file uses an algorithm the relay cannot decrypt' },
+  certificate_not_client: { status: 400, title: 'A root certificate cannot be used as a client identity' },
   unauthenticated: { status: 401, title: 'Credentials are missing or invalid' },
   forbidden: { status: 403, title: 'The credentials do not allow this request' },
   target_not_allowed: { status: 403, title: 'The target address is not allowed', proxyStatus: 'destination_ip_prohibited' },
@@ -70,11 +75,13 @@ export class RelayError extends Error {
   readonly retryAfter: number | undefined;
   /** Extra problem+json members (for example the index of an invalid item). */
   readonly extra: Record<string, unknown> | undefined;
+  /** RFC 6901 JSON pointer to the request field at fault (e.g. `/private_key`), when one is. */
+  readonly pointer: string | undefined;
 
   constructor(
     code: ErrorCode,
     detail?: string,
-    options: { cause?: unknown; retryAfter?: number; extra?: Record<string, unknown> } = {},
+    options: { cause?: unknown; retryAfter?: number; extra?: Record<string, unknown>; pointer?: string } = {},
   ) {
     const spec: ErrorSpec = ERROR_CATALOGUE[code];
     super(detail ?? spec.title, options.cause === undefined ? undefined : { cause: options.cause });
@@ -84,6 +91,7 @@ export class RelayError extends Error {
     this.detail = detail ?? spec.title;
     this.retryAfter = options.retryAfter;
     this.extra = options.extra;
+    this.pointer = options.pointer;
   }
 }
 
@@ -95,13 +103,16 @@ export class StoreError extends Error {
   readonly kind: 'not_found' | 'conflict' | 'denied' | 'unavailable' | 'invalid';
   readonly status: number | undefined;
   readonly code: ErrorCode | undefined;
+  /** JSON pointer to the input field at fault, when the failure is the caller's input. */
+  readonly pointer: string | undefined;
 
-  constructor(kind: StoreError['kind'], message: string, options: { status?: number; cause?: unknown; code?: ErrorCode } = {}) {
+  constructor(kind: StoreError['kind'], message: string, options: { status?: number; cause?: unknown; code?: ErrorCode; pointer?: string } = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'StoreError';
     this.kind = kind;
     this.status = options.status;
     this.code = options.code;
+    this.pointer = options.pointer;
   }
 }
 
@@ -130,7 +141,7 @@ export function relayErrorOf(err: unknown): unknown {
     case 'invalid':
       return err.code === undefined
         ? new RelayError('internal', `the certificate store returned something the relay cannot use (${err.message}); not retried: an operator must look at the store`, { cause: err })
-        : new RelayError(err.code, err.message, { cause: err });
+        : new RelayError(err.code, err.message, { cause: err, ...(err.pointer === undefined ? {} : { pointer: err.pointer }) });
     case 'denied':
       return new RelayError('store_denied', `the certificate store refused the relay (${err.message}); not retried: an operator must fix the relay's store permissions`, { cause: err });
     case 'unavailable':

@@ -104,6 +104,8 @@ export type MappingTuple = z.infer<typeof mappingTupleSchema>;
 export const mappingJobSchema = z.object({
   v: z.literal(1),
   tuples: z.array(mappingTupleSchema).max(1000),
+  /** `exact`: does a mapping exist for exactly the tuple? Absent: would a forward present a valid certificate? */
+  match: z.enum(['effective', 'exact']).optional(),
   requestId: z.string(),
   replyTo: z.string().optional(),
 });

@@ -25,6 +25,8 @@ export const SECRET_KEYS: ReadonlySet<string> = new Set([
   'secretid',
   'secret_id',
   'password',
+  'passphrase',
+  'pkcs12',
   'privatekey',
   'private_key',
   'keypem',

@@ -16,5 +16,7 @@ export function parseBody<S extends z.ZodType>(schema: S, body: unknown): z.infe
   const issue = parsed.error.issues[0];
   const where = issue === undefined ? '' : fieldPath(issue.path);
   const message = issue?.message ?? 'invalid';
-  throw new RelayError('invalid_body', where === '' ? `body: ${message}` : `${where}: ${message}`);
+  // RFC 6901: '' is the whole body, `/a/0/b` a member.
+  const pointer = (issue?.path ?? []).map((k) => `/${String(k).replaceAll('~', '~0').replaceAll('/', '~1')}`).join('');
+  throw new RelayError('invalid_body', where === '' ? `body: ${message}` : `${where}: ${message}`, { pointer });
 }

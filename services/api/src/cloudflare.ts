@@ -1,6 +1,8 @@
 /**
  * Cloudflare's API envelope for the routes that mirror Cloudflare Access mTLS (`/accounts/...`):
- * `{ success, errors: [{ code, message }], messages, result, result_info? }`. Cloudflare clients read
+ * `{ success, errors: [{ code, message, documentation_url, source? }], messages, result, result_info? }`.
+ * `documentation_url` is `/docs/errors#<catalogue code>` (served by the api, see error-docs.ts);
+ * `source.pointer` is the JSON pointer of the request field at fault, when one is. Cloudflare clients read
  * `errors[].code` as an integer (≥ 1000), so each catalogue code maps to a stable integer here:
  *
  * | int   | catalogue code              | status | meaning                                         |
@@ -19,7 +21,12 @@
  * | 12007 | conflict                    | 409    | duplicate name, or certificate still mapped     |
  * | 12008 | body_too_large              | 413    | request body over the limit                     |
  * | 12009 | store_unavailable           | 503    | certificate store unavailable (Retry-After)     |
- * | 12010 | store_denied                | 502    | the store refused the relay (its permissions)   |
+ * | 12010 | invalid_pkcs12              | 400    | pkcs12 is not a PKCS#12 file                    |
+ * | 12011 | pkcs12_wrong_passphrase     | 400    | the PKCS#12 passphrase is wrong                 |
+ * | 12012 | pkcs12_no_key               | 400    | no private key (or no certificate for it)       |
+ * | 12013 | pkcs12_unsupported_algorithm| 400    | an algorithm the PKCS#12 reader cannot decrypt  |
+ * | 12014 | certificate_not_client      | 400    | a root used where a client identity is needed   |
+ * | 12015 | store_denied                | 502    | the store refused the relay (its permissions)   |
  * | 12400 | any other 4xx               |        |                                                 |
  * | 12500 | internal (any other 5xx)    | 500    | unexpected; logged                              |
  */
@@ -46,8 +53,26 @@ const CF_CODES: Partial<Record<ErrorCode, number>> = {
   conflict: 12007,
   body_too_large: 12008,
   store_unavailable: 12009,
-  store_denied: 12010,
+  invalid_pkcs12: 12010,
+  pkcs12_wrong_passphrase: 12011,
+  pkcs12_no_key: 12012,
+  pkcs12_unsupported_algorithm: 12013,
+  certificate_not_client: 12014,
+  store_denied: 12015,
 };
+
+/** Every integer code of the envelope with the catalogue codes it stands for (for the error documentation). */
+export function cloudflareCodeTable(): Array<{ int: number; codes: ErrorCode[] }> {
+  const byInt = new Map<number, ErrorCode[]>();
+  for (const code of Object.keys(ERROR_CATALOGUE) as ErrorCode[]) {
+    const int = cloudflareCode(code);
+    byInt.set(int, [...(byInt.get(int) ?? []), code]);
+  }
+  return [...byInt].sort(([a], [b]) => a - b).map(([int, codes]) => ({ int, codes }));
+}
+
+/** Where an error is explained: the api's own error page, anchored by the catalogue code. */
+export const documentationUrl = (anchor: ErrorCode | 'no_route'): string => `/docs/errors#${anchor}`;
 
 export function cloudflareCode(code: ErrorCode): number {
   return CF_CODES[code] ?? (ERROR_CATALOGUE[code].status >= 500 ? 12500 : 12400);
@@ -67,16 +92,45 @@ export function sendCfResult(res: Response, status: number, result: unknown, res
   res.json({ success: true, errors: [], messages: [], result, ...(resultInfo === undefined ? {} : { result_info: resultInfo }) });
 }
 
-export function sendCfError(res: Response, status: number, code: number, message: string, retryAfter?: number): void {
-  res.status(status);
-  res.setHeader('Cache-Control', 'no-store');
-  if (retryAfter !== undefined) res.setHeader('Retry-After', String(Math.max(1, Math.ceil(retryAfter))));
-  res.json({ success: false, errors: [{ code, message }], messages: [], result: null });
+export interface CfErrorOptions {
+  retryAfter?: number | undefined;
+  /** JSON pointer of the request field at fault. */
+  pointer?: string | undefined;
 }
 
-/** For everything under /accounts that no route answered: a JSON envelope, never HTML. */
+export function sendCfError(res: Response, status: number, anchor: ErrorCode | 'no_route', message: string, options: CfErrorOptions = {}): void {
+  res.status(status);
+  res.setHeader('Cache-Control', 'no-store');
+  if (options.retryAfter !== undefined) res.setHeader('Retry-After', String(Math.max(1, Math.ceil(options.retryAfter))));
+  const code = anchor === 'no_route' ? CF_NO_ROUTE : cloudflareCode(anchor);
+  const error = {
+    code,
+    message,
+    documentation_url: documentationUrl(anchor),
+    ...(options.pointer === undefined ? {} : { source: { pointer: options.pointer } }),
+  };
+  res.json({ success: false, errors: [error], messages: [], result: null });
+}
+
+// The routes under /accounts and the methods each serves (Express answers HEAD with the GET route).
+const CF_ROUTES: Array<{ pattern: RegExp; allow: string }> = [
+  { pattern: /^\/[^/]+\/access\/certificates\/settings\/?$/, allow: 'GET, HEAD, PUT' },
+  { pattern: /^\/[^/]+\/access\/certificates\/?$/, allow: 'GET, HEAD, POST' },
+  { pattern: /^\/[^/]+\/access\/certificates\/[^/]+\/?$/, allow: 'GET, HEAD, PUT, DELETE' },
+];
+
+/**
+ * For everything under /accounts that no route answered: 405 with Allow when the path is a route's and only the
+ * method is wrong, else 404; always the JSON envelope, never HTML nor problem+json.
+ */
 export function cloudflareNotFound(req: Request, res: Response): void {
-  sendCfError(res, 404, CF_NO_ROUTE, `no route for ${req.method} ${req.baseUrl}${req.path}`);
+  const route = CF_ROUTES.find((r) => r.pattern.test(req.path));
+  if (route !== undefined) {
+    res.setHeader('Allow', route.allow);
+    sendCfError(res, 405, 'method_not_allowed', `${req.method} is not allowed on ${req.baseUrl}${req.path}; use ${route.allow}`);
+    return;
+  }
+  sendCfError(res, 404, 'no_route', `no route for ${req.method} ${req.baseUrl}${req.path}`);
 }
 
 interface ParserError {
@@ -95,22 +149,22 @@ export function cloudflareErrorHandler(logger: Logger) {
     const mapped = relayErrorOf(err);
     if (mapped instanceof RelayError) {
       if (isStoreFault(mapped)) logger.error({ reqId: res.locals['requestId'], method: req.method, path: req.baseUrl + req.path, code: mapped.code, ...errorSummary(mapped.cause) }, 'certificate store fault');
-      sendCfError(res, mapped.status, cloudflareCode(mapped.code), mapped.detail, mapped.retryAfter);
+      sendCfError(res, mapped.status, mapped.code, mapped.detail, { retryAfter: mapped.retryAfter, pointer: mapped.pointer });
       return;
     }
     // Body parser failures: never echo the parser's message, it quotes the body (which may hold a key).
     const p = err as ParserError;
     if (p.type === 'entity.too.large') {
-      sendCfError(res, 413, cloudflareCode('body_too_large'), ERROR_CATALOGUE.body_too_large.title);
+      sendCfError(res, 413, 'body_too_large', ERROR_CATALOGUE.body_too_large.title);
       return;
     }
     if (typeof p.status === 'number' && p.status >= 400 && p.status < 500 && p.expose === true) {
       const message = p.type === 'entity.parse.failed' ? 'the request body is not valid JSON' : 'the request body could not be read';
-      sendCfError(res, 400, cloudflareCode('invalid_body'), message);
+      sendCfError(res, 400, 'invalid_body', message);
       return;
     }
     logger.error({ reqId: res.locals['requestId'], method: req.method, path: req.baseUrl + req.path, ...errorSummary(err) }, 'unhandled error');
-    sendCfError(res, 500, cloudflareCode('internal'), 'an unexpected error occurred; it has been logged');
+    sendCfError(res, 500, 'internal', 'an unexpected error occurred; it has been logged');
   };
 }
 

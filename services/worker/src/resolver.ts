@@ -8,6 +8,11 @@ export interface Resolution {
   readonly material: CertificateMaterial | null;
   /** The hostname settings demand a client certificate for this host. */
   readonly hostRequiresCertificate: boolean;
+  /**
+   * The account's root certificates whose associated hostnames match the url's host: the target's server
+   * certificate is verified against these instead of the public roots. Empty: the public roots.
+   */
+  readonly roots: readonly CertificateMaterial[];
 }
 
 interface AccountEntry {
@@ -105,10 +110,13 @@ export class CertificateResolver {
     const hostRequiresCertificate = settings.some(
       (s) => s.clientCertificateForwarding && hostnameMatches(s.hostname, url.hostname),
     );
-    const valid = certificates.filter((c) => isCurrentlyValid(c, now));
+    // Roots are taken whatever their dates: one that has expired must fail the handshake (the TLS stack says
+    // so), never quietly hand the host back to the public roots it was meant to replace.
+    const roots = certificates.filter((c) => c.type === 'root' && c.associatedHostnames.some((h) => hostnameMatches(h, url.hostname)));
+    const valid = certificates.filter((c) => c.type !== 'root' && isCurrentlyValid(c, now));
     if (mapping !== null) {
       const mapped = valid.find((c) => c.id === mapping.certificateId);
-      if (mapped !== undefined) return { material: mapped, hostRequiresCertificate };
+      if (mapped !== undefined) return { material: mapped, hostRequiresCertificate, roots };
     }
     // Exact host names before wildcards; among equals, the one that stays valid longest.
     const byHost = valid
@@ -116,7 +124,12 @@ export class CertificateResolver {
       .filter(({ c, exact }) => exact || c.associatedHostnames.some((h) => hostnameMatches(h, url.hostname)))
       .sort((a, b) => Number(b.exact) - Number(a.exact) || b.c.expiresOn.localeCompare(a.c.expiresOn));
     const chosen = byHost[0]?.c;
-    if (chosen !== undefined) return { material: chosen, hostRequiresCertificate };
-    return { material: null, hostRequiresCertificate };
+    if (chosen !== undefined) return { material: chosen, hostRequiresCertificate, roots };
+    return { material: null, hostRequiresCertificate, roots };
+  }
+
+  /** Is there a mapping for exactly (accountId, serviceName, url), whatever its certificate's state? */
+  async hasMapping(accountId: string, serviceName: string, url: TargetUrl): Promise<boolean> {
+    return (await this.#mapping(accountId, serviceName, url.normalized)) !== null;
   }
 }

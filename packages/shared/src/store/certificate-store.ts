@@ -14,14 +14,15 @@ import type {
 export interface NewCertificate {
   name: string;
   certificate: string;
-  privateKey: string;
+  /** The leaf's key: a client certificate. Without it, the certificate is a root (a CA) of the account. */
+  privateKey?: string;
   associatedHostnames?: readonly string[];
 }
 
 export interface CertificateUpdate {
   name?: string;
   associatedHostnames?: readonly string[];
-  /** Rotation: both or neither. */
+  /** Rotation: both or neither for a client certificate; `certificate` alone for a root. */
   certificate?: string;
   privateKey?: string;
 }
@@ -78,8 +79,9 @@ export class CertificateStore {
       id,
       accountId,
       name: input.name,
+      type: input.privateKey === undefined ? 'root' : 'client',
       certificate: facts.chainPem,
-      privateKey: input.privateKey,
+      ...(input.privateKey === undefined ? {} : { privateKey: input.privateKey }),
       fingerprint: facts.fingerprint,
       serialNumber: facts.serialNumber,
       subject: facts.subject,
@@ -98,8 +100,18 @@ export class CertificateStore {
   async updateCertificate(accountId: string, id: string, update: CertificateUpdate): Promise<CertificateInfo> {
     const current = await this.getCertificate(accountId, id);
     if (current === null) throw new StoreError('not_found', `certificate ${id} not found`);
-    if ((update.certificate === undefined) !== (update.privateKey === undefined)) {
-      throw new StoreError('invalid', 'certificate and private_key must be given together to rotate the material', { code: 'invalid_body' });
+    const isRoot = current.type === 'root';
+    if (isRoot && update.privateKey !== undefined) {
+      throw new StoreError('invalid', 'private_key: this is a root certificate; it takes no private key (rotate it with certificate alone)', {
+        code: 'invalid_body',
+        pointer: '/private_key',
+      });
+    }
+    if (!isRoot && (update.certificate === undefined) !== (update.privateKey === undefined)) {
+      throw new StoreError('invalid', 'certificate and private_key must be given together to rotate the material', {
+        code: 'invalid_body',
+        pointer: update.certificate === undefined ? '/certificate' : '/private_key',
+      });
     }
     const hostnames =
       update.associatedHostnames === undefined ? current.associatedHostnames : normalizeHostnames(update.associatedHostnames, 'associated_hostnames');
@@ -110,9 +122,9 @@ export class CertificateStore {
       }
     }
     let material: Partial<CertificateMaterial> = {};
-    if (update.certificate !== undefined && update.privateKey !== undefined) {
-      const facts = inspectCertificate(update.certificate, update.privateKey);
-      material = { ...facts, certificate: facts.chainPem, privateKey: update.privateKey };
+    if (update.certificate !== undefined) {
+      const facts = inspectCertificate(update.certificate, isRoot ? undefined : update.privateKey);
+      material = { ...facts, certificate: facts.chainPem, ...(isRoot ? {} : { privateKey: update.privateKey }) };
       delete (material as { chainPem?: string }).chainPem;
     }
     const { version: _v, ...rest } = current;
@@ -163,8 +175,15 @@ export class CertificateStore {
     accountId: string,
     input: { serviceName: string; url: string; certificateId: string },
   ): Promise<MappingRecord> {
-    if ((await this.getCertificate(accountId, input.certificateId)) === null) {
+    const certificate = await this.getCertificate(accountId, input.certificateId);
+    if (certificate === null) {
       throw new StoreError('not_found', `certificate ${input.certificateId} not found in account ${accountId}`);
+    }
+    if (certificate.type === 'root') {
+      throw new StoreError('invalid', `certificateId: ${input.certificateId} is a root certificate (a CA, no key); map a client certificate`, {
+        code: 'certificate_not_client',
+        pointer: '/certificateId',
+      });
     }
     const id = mappingId(input.serviceName, input.url);
     const record: MappingRecord = {
@@ -204,14 +223,14 @@ export class CertificateStore {
     const copy = items.map((item, i) => {
       const hostname = normalizeHostnamePattern(item.hostname);
       if (hostname === null) {
-        throw new StoreError('invalid', `settings[${i}].hostname: ${JSON.stringify(item.hostname)} is not a DNS name`, { code: 'invalid_hostname' });
+        throw new StoreError('invalid', `settings[${i}].hostname: ${JSON.stringify(item.hostname)} is not a DNS name`, { code: 'invalid_hostname', pointer: `/settings/${i}/hostname` });
       }
       return { ...item, hostname };
     });
     const seen = new Set<string>();
     copy.forEach((item, i) => {
       if (seen.has(item.hostname)) {
-        throw new StoreError('invalid', `settings[${i}].hostname: ${item.hostname} is listed twice`, { code: 'invalid_body' });
+        throw new StoreError('invalid', `settings[${i}].hostname: ${item.hostname} is listed twice`, { code: 'invalid_body', pointer: `/settings/${i}/hostname` });
       }
       seen.add(item.hostname);
     });
@@ -222,7 +241,7 @@ export class CertificateStore {
 }
 
 function toMaterial(data: Record<string, unknown>, version: number): CertificateMaterial {
-  return { ...(data as unknown as Omit<CertificateMaterial, 'version'>), version };
+  return { ...(data as unknown as Omit<CertificateMaterial, 'version'>), type: data['type'] === 'root' ? 'root' : 'client', version };
 }
 
 export function withoutKey(material: CertificateMaterial): CertificateInfo {

@@ -24,6 +24,7 @@ export function normalizeHostnamePattern(raw: string): string | null {
  * (e.g. `associated_hostnames`). Duplicates (after normalising) are dropped.
  */
 export function normalizeHostnames(list: readonly string[], field: string): string[] {
+  const pointer = `/${field.replaceAll('.', '/').replaceAll('[', '/').replaceAll(']', '')}`;
   const out: string[] = [];
   list.forEach((raw, i) => {
     const name = typeof raw === 'string' ? normalizeHostnamePattern(raw) : null;
@@ -31,7 +32,7 @@ export function normalizeHostnames(list: readonly string[], field: string): stri
       throw new StoreError(
         'invalid',
         `${field}[${i}]: ${JSON.stringify(raw)} is not a DNS name (letters, digits, "-" and "."; "*." only as the first label; no scheme, path or port)`,
-        { code: 'invalid_hostname' },
+        { code: 'invalid_hostname', pointer: `${pointer}/${i}` },
       );
     }
     if (!out.includes(name)) out.push(name);

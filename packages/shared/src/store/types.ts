@@ -39,11 +39,20 @@ export interface DocumentBackend {
   close(): Promise<void>;
 }
 
+/**
+ * `client`: an identity the relay presents to targets (certificate chain and private key).
+ * `root`: a CA of the account (no key), trusted for the server certificates of its associated hostnames
+ * instead of the public roots.
+ */
+export type CertificateType = 'client' | 'root';
+
 /** Certificate metadata: everything but the private key. */
 export interface CertificateInfo {
   readonly id: string;
   readonly accountId: string;
   readonly name: string;
+  /** Absent in documents written before roots existed: those are client certificates. */
+  readonly type?: CertificateType;
   /** PEM chain, leaf first (public material). */
   readonly certificate: string;
   /** SHA-256 fingerprint of the leaf, lower-case hex without separators. */
@@ -61,8 +70,8 @@ export interface CertificateInfo {
 }
 
 export interface CertificateMaterial extends CertificateInfo {
-  /** PEM private key of the leaf. Never returned by the API, never logged. */
-  readonly privateKey: string;
+  /** PEM private key of the leaf (client certificates only). Never returned by the API, never logged. */
+  readonly privateKey?: string;
 }
 
 export interface MappingRecord {

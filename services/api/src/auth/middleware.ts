@@ -12,7 +12,17 @@ import type { Principal } from './access.ts';
 import type { Consumer } from './consumers.ts';
 import type { JwtVerifier } from './jwt.ts';
 import type { NonceStore } from './nonces.ts';
-import { baseStringUri, formParams, OAuthFormatError, parseOAuthHeader, signatureBaseString, signatureMatches } from './oauth1.ts';
+import {
+  baseStringUri,
+  formParams,
+  isProtocolParam,
+  OAuthFormatError,
+  parseOAuthHeader,
+  parseOAuthParams,
+  signatureBaseString,
+  signatureMatches,
+  withoutProtocolParams,
+} from './oauth1.ts';
 import type { Param } from './oauth1.ts';
 
 export interface AuthenticatorOptions {
@@ -58,26 +68,45 @@ export function createAuthenticator(opts: AuthenticatorOptions): RequestHandler 
     return list;
   };
 
-  const oauth1 = async (req: Request, res: Response, header: string): Promise<Principal> => {
+  /**
+   * OAuth 1.0a from the Authorization header (§3.5.1), or, without one, from the query string (§3.5.3) or an
+   * urlencoded body (§3.5.2). Parameters sent those two ways are taken out of the request once checked
+   * (req.url and req.body), so that nothing after authentication sees or relays them.
+   */
+  const oauth1 = async (req: Request, res: Response, header: string | undefined): Promise<Principal> => {
     if (opts.consumers.size === 0) throw new RelayError('unauthenticated', 'OAuth 1.0a is not configured on this relay');
-    let parsed;
-    try {
-      parsed = parseOAuthHeader(header);
-    } catch (err) {
-      if (err instanceof OAuthFormatError) throw new RelayError('unauthenticated', err.message);
-      throw err;
-    }
     // The request target as sent (absolute-form reduced to its path and query).
     const target = req.originalUrl;
     const url = target.startsWith('/') ? target : URL.canParse(target) ? `${new URL(target).pathname}${new URL(target).search}` : target;
     const q = url.indexOf('?');
     const path = q < 0 ? url : url.slice(0, q);
-    const params: Param[] = q < 0 ? [] : formParams(url.slice(q + 1));
+    const queryParams: Param[] = q < 0 ? [] : formParams(url.slice(q + 1));
+    let bodyParams: Param[] = [];
     if (isForm(req)) {
       await readBody(req, res);
-      if (Buffer.isBuffer(req.body)) params.push(...formParams(req.body.toString('utf8')));
+      if (Buffer.isBuffer(req.body)) bodyParams = formParams(req.body.toString('utf8'));
     }
-    params.push(...parsed.params);
+    const params: Param[] = [...queryParams, ...bodyParams];
+    let parsed;
+    let carrier: 'header' | 'query' | 'body' = 'header';
+    try {
+      if (header !== undefined) {
+        parsed = parseOAuthHeader(header);
+        params.push(...parsed.params);
+      } else {
+        const inQuery = queryParams.filter(([name]) => isProtocolParam(name));
+        const inBody = bodyParams.filter(([name]) => isProtocolParam(name));
+        if (inQuery.length > 0 && inBody.length > 0) throw new OAuthFormatError('the OAuth parameters must be sent in one place: the query string or the body');
+        carrier = inQuery.length > 0 ? 'query' : 'body';
+        parsed = parseOAuthParams(carrier === 'query' ? inQuery : inBody);
+        // They are in `params` already; the signature itself never enters the base string (§3.4.1.3.1).
+        const at = params.findIndex(([name]) => name === 'oauth_signature');
+        params.splice(at, 1);
+      }
+    } catch (err) {
+      if (err instanceof OAuthFormatError) throw new RelayError('unauthenticated', err.message);
+      throw err;
+    }
     const forwardedProto = opts.trustProxy ? firstForwarded(req.headers['x-forwarded-proto']) : undefined;
     const scheme = forwardedProto ?? ((req.socket as { encrypted?: boolean }).encrypted === true ? 'https' : 'http');
     const host = (opts.trustProxy ? firstForwarded(req.headers['x-forwarded-host']) : undefined) ?? req.headers.host ?? '';
@@ -100,6 +129,13 @@ export function createAuthenticator(opts: AuthenticatorOptions): RequestHandler 
     if (!(await opts.nonces.claim(consumer.key, parsed.timestamp, parsed.nonce, now))) {
       throw new RelayError('unauthenticated', 'oauth_nonce was already used');
     }
+    if (carrier === 'query') {
+      const at = req.url.indexOf('?');
+      const rest = withoutProtocolParams(req.url.slice(at + 1));
+      req.url = rest === '' ? req.url.slice(0, at) : `${req.url.slice(0, at)}?${rest}`;
+    } else if (carrier === 'body' && Buffer.isBuffer(req.body)) {
+      req.body = Buffer.from(withoutProtocolParams(req.body.toString('latin1')), 'latin1');
+    }
     return { kind: 'oauth1', id: consumer.key, permissions: consumer.permissions, accounts: consumer.accounts };
   };
 
@@ -108,9 +144,20 @@ export function createAuthenticator(opts: AuthenticatorOptions): RequestHandler 
     return opts.jwt.verify(token.trim());
   };
 
+  const hasOAuthParams = async (req: Request, res: Response): Promise<boolean> => {
+    const q = req.originalUrl.indexOf('?');
+    if (q >= 0 && formParams(req.originalUrl.slice(q + 1)).some(([name]) => isProtocolParam(name))) return true;
+    if (!isForm(req)) return false;
+    await readBody(req, res);
+    return Buffer.isBuffer(req.body) && formParams(req.body.toString('utf8')).some(([name]) => isProtocolParam(name));
+  };
+
   const authenticate = async (req: Request, res: Response): Promise<Principal> => {
     const header = req.headers.authorization;
-    if (header === undefined || header.trim() === '') throw new RelayError('unauthenticated', 'credentials are required (OAuth 1.0a or Bearer)');
+    if (header === undefined || header.trim() === '') {
+      if (opts.consumers.size > 0 && (await hasOAuthParams(req, res))) return oauth1(req, res, undefined);
+      throw new RelayError('unauthenticated', 'credentials are required (OAuth 1.0a or Bearer)');
+    }
     if (/^OAuth\s/i.test(header)) return oauth1(req, res, header);
     const token = /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1];
     if (token !== undefined) return bearer(token);
@@ -128,7 +175,7 @@ export function createAuthenticator(opts: AuthenticatorOptions): RequestHandler 
       res.locals['principal'] = principal;
       const needed = requiredPermission(req.method, req.path);
       if (!principal.permissions.has(needed)) throw new RelayError('forbidden', `${req.method} needs the ${needed} permission`);
-      opts.logger.debug({ reqId: res.locals['requestId'], scheme, principal: principal.id }, 'authenticated');
+      opts.logger.debug({ reqId: res.locals['requestId'], scheme: scheme === 'none' ? principal.kind : scheme, principal: principal.id }, 'authenticated');
       next();
     } catch (err) {
       if (err instanceof RelayError && (err.code === 'unauthenticated' || err.code === 'forbidden')) {

@@ -4,6 +4,8 @@ import {
   formParams,
   OAuthFormatError,
   parseOAuthHeader,
+  parseOAuthParams,
+  withoutProtocolParams,
   percentEncode,
   sign,
   signatureBaseString,
@@ -96,5 +98,24 @@ describe('OAuth 1.0a signature check', () => {
       expect(signatureMatches(method, 'GET&x&y', 'secret', '')).toBe(false);
     }
     expect(sign('HMAC-SHA256', 'a', 'b')).not.toBe(sign('HMAC-SHA1', 'a', 'b'));
+  });
+});
+
+describe('OAuth 1.0a parameters in the query string or a form body (RFC 5849 §3.5.2, §3.5.3)', () => {
+  const pairs = formParams('oauth_consumer_key=k&oauth_signature_method=HMAC-SHA1&oauth_timestamp=1&oauth_nonce=n&oauth_signature=a%2Bb');
+
+  it('reads them with the checks of the header, and leaves the signature out of the base-string parameters', () => {
+    const parsed = parseOAuthParams(pairs);
+    expect(parsed).toMatchObject({ consumerKey: 'k', signatureMethod: 'HMAC-SHA1', signature: 'a+b', timestamp: 1, nonce: 'n' });
+    expect(parsed.params.map(([n]) => n)).not.toContain('oauth_signature');
+    expect(() => parseOAuthParams([...pairs, ['oauth_nonce', 'again']])).toThrow(/twice/);
+    expect(() => parseOAuthParams(pairs.filter(([n]) => n !== 'oauth_timestamp'))).toThrow(/oauth_timestamp is missing/);
+  });
+
+  it('takes the oauth_* members out of a query string or form body, keeping every other member byte for byte', () => {
+    expect(withoutProtocolParams('a=1&oauth_nonce=n&b=two+words&oauth_signature=x%2By&c=%7E')).toBe('a=1&b=two+words&c=%7E');
+    expect(withoutProtocolParams('oauth%5Fnonce=n&oauthx=1')).toBe('oauthx=1');
+    expect(withoutProtocolParams('oauth_nonce=n')).toBe('');
+    expect(withoutProtocolParams('bad=%E0%A4%A&oauth_x=1')).toBe('bad=%E0%A4%A');
   });
 });

@@ -50,7 +50,7 @@ const HEADER_PARAM = /\s*([A-Za-z0-9_.~%-]+)\s*=\s*"([^"]*)"\s*(?:,|$)/y;
 export function parseOAuthHeader(header: string): OAuthHeader {
   const match = /^OAuth\s+([\s\S]*)$/i.exec(header.trim());
   if (match === null) throw new OAuthFormatError('not an OAuth authorization header');
-  const seen = new Map<string, string>();
+  const pairs: Param[] = [];
   const text = (match[1] ?? '').trim();
   const re = new RegExp(HEADER_PARAM.source, 'y');
   while (re.lastIndex < text.length) {
@@ -60,6 +60,18 @@ export function parseOAuthHeader(header: string): OAuthHeader {
     const value = percentDecode(m[2] as string, `the value of ${name}`);
     if (name === 'realm') continue;
     if (!name.startsWith('oauth_')) throw new OAuthFormatError(`unexpected parameter ${name} in the OAuth header`);
+    pairs.push([name, value]);
+  }
+  return parseOAuthParams(pairs);
+}
+
+/**
+ * The protocol parameters however they came: from the header (§3.5.1), or as the oauth_* members of the query
+ * string (§3.5.3) or of a form body (§3.5.2). The same checks apply to each.
+ */
+export function parseOAuthParams(pairs: readonly Param[]): OAuthHeader {
+  const seen = new Map<string, string>();
+  for (const [name, value] of pairs) {
     if (seen.has(name)) throw new OAuthFormatError(`${name} is given twice`);
     seen.set(name, value);
   }
@@ -82,6 +94,27 @@ export function parseOAuthHeader(header: string): OAuthHeader {
   if (version !== undefined && version !== '1.0') throw new OAuthFormatError('oauth_version must be 1.0');
   const params = [...seen].filter(([name]) => name !== 'oauth_signature') as Param[];
   return { consumerKey, signatureMethod: method, signature, timestamp: Number(rawTimestamp), nonce, params };
+}
+
+/** Is this an OAuth protocol parameter (§3.5.2, §3.5.3: names beginning with `oauth_`)? */
+export const isProtocolParam = (name: string): boolean => name.startsWith('oauth_');
+
+/**
+ * `encoded` (a query string or an urlencoded body) without its oauth_* members; every other member is kept
+ * byte for byte, in order, so that what is relayed is what the caller sent, less the credentials.
+ */
+export function withoutProtocolParams(encoded: string): string {
+  return encoded
+    .split('&')
+    .filter((part) => {
+      const rawName = part.split('=', 1)[0] as string;
+      try {
+        return !isProtocolParam(decodeURIComponent(rawName.replaceAll('+', ' ')));
+      } catch {
+        return true;
+      }
+    })
+    .join('&');
 }
 
 /** application/x-www-form-urlencoded pairs (§3.4.1.3.1: "+" is a space), in order, duplicates kept. */

@@ -15,7 +15,7 @@ const problem = (description: string, headers: Obj = {}): Obj => ({
   headers,
   content: { 'application/problem+json': { schema: ref('Problem') } },
 });
-const cfFailure = (description: string): Obj => ({ description, content: json(ref('CloudflareFailure')) });
+const cfFailure = (description: string, headers: Obj = {}): Obj => ({ description, headers, content: json(ref('CloudflareFailure')) });
 const cfOk = (description: string, result: Obj, withInfo = false): Obj => ({ description, content: json(cloudflareSuccess(result, withInfo)) });
 const requestId = { name: 'X-Request-Id', in: 'header', required: false, description: 'Taken when given (1–128 visible ASCII characters), else generated; echoed, passed to the target and logged', schema: { type: 'string', maxLength: 128 } };
 const pathParam = (name: string, description: string): Obj => ({ name, in: 'path', required: true, description, schema: { type: 'string' } });
@@ -109,6 +109,12 @@ const paths: Obj = {
     },
   },
   '/openapi.json': { get: { operationId: 'openapi', tags: ['operations'], summary: 'This document', security: [], responses: { '200': { description: 'OpenAPI 3.1', content: json({ type: 'object' }) }, '404': problem('Never: present for completeness') } } },
+  '/docs/errors': {
+    get: {
+      operationId: 'errorDocs', tags: ['operations'], summary: "Every error code, one anchored entry each: the target of the Cloudflare envelope's documentation_url", security: [],
+      responses: { '200': { description: 'HTML', content: { 'text/html': { schema: { type: 'string' } } } }, '404': problem('Never: present for completeness') },
+    },
+  },
   '/docs': { get: { operationId: 'docs', tags: ['operations'], summary: 'This document, rendered (Swagger UI)', security: [], responses: { '200': { description: 'HTML', content: { 'text/html': { schema: { type: 'string' } } } }, '404': problem('Never: present for completeness') } } },
   '/console': {
     get: {
@@ -150,8 +156,14 @@ const paths: Obj = {
   },
   '/mtls/mapping': {
     post: {
-      operationId: 'checkMappings', tags: ['mappings'], summary: 'Would a forward with these parameters be sent with a valid certificate?',
-      parameters: [{ name: 'v', in: 'query', required: false, description: '1 (default): object keyed by the legacy key; 2: array', schema: { enum: ['1', '2'] } }],
+      operationId: 'checkMappings', tags: ['mappings'], summary: 'Would a forward with these parameters present a valid certificate? (Or, with match=exact: is there a mapping for exactly this tuple?)',
+      description:
+        '`true` (default, `match=effective`): a forward with these parameters would present a currently valid client certificate, chosen by the mapping for exactly this tuple or by the hostname. ' +
+        "`match=exact`: a mapping exists for exactly this (accountId, serviceName, url), whatever its certificate's state; a hostname match does not count.",
+      parameters: [
+        { name: 'v', in: 'query', required: false, description: '1 (default): object keyed by the legacy key; 2: array', schema: { enum: ['1', '2'] } },
+        { name: 'match', in: 'query', required: false, description: '`effective` (default): would a forward present a valid certificate; `exact`: does a mapping exist for exactly the tuple', schema: { enum: ['effective', 'exact'] } },
+      ],
       requestBody: { required: true, content: json({ type: 'array', maxItems: 1000, items: ref('MappingTuple') }) },
       responses: {
         '200': { description: 'One boolean per tuple', content: json({ oneOf: [ref('MappingCheckV1'), ref('MappingCheckV2')] }) },
@@ -181,15 +193,24 @@ const paths: Obj = {
       responses: { '200': cfOk('A page of certificates', { type: 'array', items: ref('Certificate') }, true), '400': cfFailure('Invalid paging'), ...cfDenied, ...cfStoreFaults },
     },
     post: {
-      operationId: 'createCertificate', tags: ['certificates'], summary: 'Upload a client certificate and its private key', parameters: [cfAccountParam],
-      requestBody: { required: true, content: json(ref('NewCertificate')) },
-      responses: { '201': cfOk('Created', ref('Certificate')), '400': cfFailure('Bad PEM, key not matching, expired, bad hostname'), ...cfDenied, '409': cfFailure('Duplicate name'), '413': cfFailure('Body too large'), ...cfStoreFaults },
+      operationId: 'createCertificate', tags: ['certificates'],
+      summary: 'Upload a root CA (certificate alone, as Cloudflare), a client certificate (with private_key), or a PKCS#12 file (JSON base64 or multipart .p12/.pfx)',
+      parameters: [cfAccountParam],
+      requestBody: { required: true, content: { ...json(ref('NewCertificate')), 'multipart/form-data': { schema: ref('NewCertificateUpload') } } },
+      responses: {
+        '201': cfOk('Created', ref('Certificate')),
+        '400': cfFailure('Bad PEM, key not matching, not a CA (root), expired, bad hostname, unreadable PKCS#12, wrong passphrase, no key, unsupported algorithm'),
+        ...cfDenied, '409': cfFailure('Duplicate name'), '413': cfFailure('Body (or file) too large'), ...cfStoreFaults,
+      },
     },
   },
   '/accounts/{account_id}/access/certificates/settings': {
     get: { operationId: 'getHostnameSettings', tags: ['certificates'], summary: 'Per-hostname settings', parameters: [cfAccountParam], responses: { '200': cfOk('Settings', { type: 'array', items: ref('HostnameSetting') }), ...cfDenied, ...cfStoreFaults } },
     put: {
       operationId: 'putHostnameSettings', tags: ['certificates'], summary: 'Replace the per-hostname settings', parameters: [cfAccountParam],
+      description:
+        '`client_certificate_forwarding: true` makes every forward to that host require a client certificate (422 `certificate_required` when none is valid, instead of sending without mTLS). ' +
+        '`china_network` is kept and returned for Cloudflare compatibility only: it has no effect in the relay.',
       requestBody: { required: true, content: json({ type: 'object', required: ['settings'], properties: { settings: { type: 'array', maxItems: 1000, items: ref('HostnameSetting') } } }) },
       responses: { '202': cfOk('Saved', { type: 'array', items: ref('HostnameSetting') }), '400': cfFailure('Invalid body'), ...cfDenied, ...cfStoreFaults },
     },
@@ -197,9 +218,12 @@ const paths: Obj = {
   '/accounts/{account_id}/access/certificates/{certificate_id}': {
     get: { operationId: 'getCertificate', tags: ['certificates'], summary: 'One certificate', parameters: [cfAccountParam, pathParam('certificate_id', 'Certificate id')], responses: { '200': cfOk('The certificate', ref('Certificate')), ...cfDenied, '404': cfFailure('No such certificate'), ...cfStoreFaults } },
     put: {
-      operationId: 'updateCertificate', tags: ['certificates'], summary: 'Rename, re-associate hostnames, or rotate the material', parameters: [cfAccountParam, pathParam('certificate_id', 'Certificate id')],
-      requestBody: { required: true, content: json(ref('CertificateUpdate')) },
-      responses: { '200': cfOk('Updated', ref('Certificate')), '400': cfFailure('Invalid body or material'), ...cfDenied, '404': cfFailure('No such certificate'), '409': cfFailure('Duplicate name, or changed concurrently'), ...cfStoreFaults },
+      operationId: 'updateCertificate', tags: ['certificates'], summary: 'Rename, re-associate hostnames, or rotate the material (PEM or PKCS#12)', parameters: [cfAccountParam, pathParam('certificate_id', 'Certificate id')],
+      requestBody: { required: true, content: { ...json(ref('CertificateUpdate')), 'multipart/form-data': { schema: ref('CertificateUpdateUpload') } } },
+      responses: {
+        '200': cfOk('Updated', ref('Certificate')), '400': cfFailure('Invalid body or material'), ...cfDenied, '404': cfFailure('No such certificate'),
+        '409': cfFailure('Duplicate name, or changed concurrently'), '413': cfFailure('Body (or file) too large'), ...cfStoreFaults,
+      },
     },
     delete: {
       operationId: 'deleteCertificate', tags: ['certificates'], summary: 'Remove a certificate (refused while mappings use it)', parameters: [cfAccountParam, pathParam('certificate_id', 'Certificate id')],
@@ -220,7 +244,8 @@ export function openApiDocument(): Readonly<Obj> {
       summary: 'Relays HTTP requests to endpoints that demand mutual TLS, presenting client certificates held in Vault',
       description:
         'Errors the relay produces are RFC 9457 problem+json with a stable `code` (Cloudflare-shaped routes under /accounts use Cloudflare\'s envelope). ' +
-        'A path or method not listed here answers 404 `not_found` (or 405 `method_not_allowed`) the same way. See the README for the forwarding rules.',
+        'A path or method not listed here answers 404 `not_found` (or 405 `method_not_allowed` with `Allow`) the same way; under /accounts, in the envelope (codes 7000 and 7001). ' +
+        'Every envelope error carries `documentation_url` (an entry of /docs/errors) and, for a bad field, `source.pointer`. See the README for the forwarding rules.',
     },
     servers: [{ url: 'http://127.0.0.1:8080', description: 'npm start' }],
     security: [{ bearer: [] }, { oauth1: [] }],

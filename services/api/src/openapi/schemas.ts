@@ -141,8 +141,18 @@ export const schemas: Record<string, Record<string, unknown>> = {
   },
   CloudflareError: {
     type: 'object',
-    required: ['code', 'message'],
-    properties: { code: { type: 'integer', minimum: 1000 }, message: { type: 'string' } },
+    required: ['code', 'message', 'documentation_url'],
+    properties: {
+      code: { type: 'integer', minimum: 1000, description: 'Stable integer code (table at /docs/errors and in the README)' },
+      message: { type: 'string', description: 'What is wrong, naming the field; never quotes a key or a passphrase' },
+      documentation_url: { type: 'string', pattern: '^/docs/errors#[a-z0-9_]+$', description: "The entry for this error on the relay's error page (resolve against the relay's base URL)" },
+      source: {
+        type: 'object',
+        description: 'The request field at fault, when one is',
+        required: ['pointer'],
+        properties: { pointer: { type: 'string', description: 'RFC 6901 JSON pointer into the request body, e.g. `/private_key` or `/associated_hostnames/1`' } },
+      },
+    },
   },
   CloudflareFailure: {
     type: 'object',
@@ -168,14 +178,16 @@ export const schemas: Record<string, Record<string, unknown>> = {
   },
   Certificate: {
     type: 'object',
-    description: 'A client certificate the relay presents. The private key is write-only: never returned.',
-    required: ['id', 'name', 'fingerprint', 'expires_on', 'associated_hostnames', 'created_at', 'updated_at'],
+    description:
+      'A client certificate the relay presents (`type: client`), or a root CA of the account (`type: root`) that verifies the server certificates of its associated hostnames instead of the public roots. The private key is write-only: never returned.',
+    required: ['id', 'name', 'type', 'fingerprint', 'expires_on', 'associated_hostnames', 'created_at', 'updated_at'],
     properties: {
       id: { type: 'string' },
       name: { type: 'string' },
+      type: { enum: ['client', 'root'], description: '`root` when it was uploaded without a private key' },
       fingerprint: { type: 'string', description: 'SHA-256 of the leaf, lower-case hex' },
       expires_on: dateTime,
-      associated_hostnames: { type: 'array', items: { type: 'string' } },
+      associated_hostnames: { type: 'array', items: { type: 'string' }, description: 'client: the hosts it is presented to (without a mapping); root: the hosts whose server certificates it verifies' },
       created_at: dateTime,
       updated_at: dateTime,
       serial_number: { type: 'string' },
@@ -186,12 +198,27 @@ export const schemas: Record<string, Record<string, unknown>> = {
   },
   NewCertificate: {
     type: 'object',
-    required: ['name', 'certificate', 'private_key'],
+    description:
+      'Either `certificate` (PEM; with `private_key` a client certificate, without one a root CA, as Cloudflare creates them), or `pkcs12` (base64 of a .p12/.pfx file holding the key and its certificate) with `passphrase`.',
+    required: ['name'],
     properties: {
       name: { type: 'string', minLength: 1, maxLength: 255 },
-      certificate: { type: 'string', description: 'PEM chain, leaf first' },
-      private_key: { type: 'string', writeOnly: true, description: "The leaf's PEM private key" },
+      certificate: { type: 'string', description: 'PEM. Client: the chain, leaf first. Root: one or more CA certificates (basicConstraints CA:TRUE)' },
+      private_key: { type: 'string', writeOnly: true, description: "The leaf's unencrypted PEM private key; makes the certificate a client identity" },
+      pkcs12: { type: 'string', writeOnly: true, contentEncoding: 'base64', description: 'A PKCS#12 file (base64) with the private key and its certificate (and CAs); instead of certificate and private_key' },
+      passphrase: { type: 'string', writeOnly: true, description: 'The PKCS#12 passphrase (default empty)' },
       associated_hostnames: { type: 'array', maxItems: 100, items: { type: 'string' } },
+    },
+  },
+  NewCertificateUpload: {
+    type: 'object',
+    description: 'A .p12/.pfx file upload: the file in the field `pkcs12` (or `file`), at most 1 MB.',
+    required: ['name'],
+    properties: {
+      name: { type: 'string', minLength: 1, maxLength: 255 },
+      pkcs12: { type: 'string', format: 'binary', writeOnly: true, description: 'The .p12/.pfx file (or in the field `file`)' },
+      passphrase: { type: 'string', writeOnly: true },
+      associated_hostnames: { type: 'array', maxItems: 100, items: { type: 'string' }, description: 'Repeat the field for each name' },
     },
   },
   CertificateUpdate: {
@@ -200,14 +227,33 @@ export const schemas: Record<string, Record<string, unknown>> = {
     properties: {
       name: { type: 'string', minLength: 1, maxLength: 255 },
       associated_hostnames: { type: 'array', maxItems: 100, items: { type: 'string' } },
-      certificate: { type: 'string', description: 'With private_key: rotates the material' },
+      certificate: { type: 'string', description: 'Rotates the material: with private_key for a client certificate, alone for a root' },
       private_key: { type: 'string', writeOnly: true },
+      pkcs12: { type: 'string', writeOnly: true, contentEncoding: 'base64', description: 'Rotates a client certificate from a PKCS#12 file (base64)' },
+      passphrase: { type: 'string', writeOnly: true },
+    },
+  },
+  CertificateUpdateUpload: {
+    type: 'object',
+    description: 'Rotation from a .p12/.pfx file; without associated_hostnames the current ones are kept.',
+    properties: {
+      name: { type: 'string', minLength: 1, maxLength: 255 },
+      pkcs12: { type: 'string', format: 'binary', writeOnly: true },
+      passphrase: { type: 'string', writeOnly: true },
+      associated_hostnames: { type: 'array', maxItems: 100, items: { type: 'string' } },
     },
   },
   HostnameSetting: {
     type: 'object',
     required: ['hostname', 'china_network', 'client_certificate_forwarding'],
-    properties: { hostname: { type: 'string' }, china_network: { type: 'boolean' }, client_certificate_forwarding: { type: 'boolean' } },
+    properties: {
+      hostname: { type: 'string', description: 'A DNS name, or `*.` and a name (one label)' },
+      china_network: { type: 'boolean', description: 'Stored and returned for Cloudflare compatibility; it has no effect in the relay' },
+      client_certificate_forwarding: {
+        type: 'boolean',
+        description: '`true`: forwards to this host must present a client certificate; without a valid one they fail with 422 `certificate_required` instead of going out without mTLS',
+      },
+    },
   },
 };
 

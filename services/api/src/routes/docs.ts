@@ -2,6 +2,7 @@ import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import express from 'express';
 import type { Router } from 'express';
+import { errorDocsPage } from '../error-docs.ts';
 import { openApiDocument } from '../openapi/document.ts';
 
 const ASSETS = dirname(createRequire(import.meta.url).resolve('swagger-ui-dist/package.json'));
@@ -19,8 +20,9 @@ const PAGE = `<!doctype html>
 `;
 
 /**
- * `GET /openapi.json` (the OpenAPI 3.1 document) and `GET /docs` (it, rendered by Swagger UI, served from the
- * swagger-ui-dist package: no CDN). Open, like the health routes: the document holds no secret.
+ * `GET /openapi.json` (the OpenAPI 3.1 document), `GET /docs` (it, rendered by Swagger UI, served from the
+ * swagger-ui-dist package: no CDN) and `GET /docs/errors` (every error code, the target of the Cloudflare
+ * envelope's `documentation_url`). Open, like the health routes: they hold no secret.
  */
 export function docsRouter(): Router {
   const router = express.Router();
@@ -30,6 +32,10 @@ export function docsRouter(): Router {
   });
   router.get('/docs', (_req, res) => {
     res.type('html').send(PAGE);
+  });
+  router.get('/docs/errors', (_req, res) => {
+    res.setHeader('Cache-Control', 'public, max-age=3600');
+    res.type('html').send(errorDocsPage());
   });
   router.get('/docs/:asset', (req, res, next) => {
     const asset = String(req.params['asset']);

@@ -57,10 +57,17 @@ function parseVersion(v: unknown): 1 | 2 {
   throw new RelayError('bad_request', 'the query parameter v must be 1 or 2');
 }
 
+function parseMatch(m: unknown): 'effective' | 'exact' {
+  if (m === undefined || m === 'effective') return 'effective';
+  if (m === 'exact') return 'exact';
+  throw new RelayError('bad_request', 'the query parameter match must be "effective" (the default) or "exact"');
+}
+
 /**
- * `POST /mtls/mapping`: for each (accountId, serviceName, url), would a forward be sent with a currently
- * valid certificate? Answered by a `mapping` job, so the workers' resolver (and its cache) decides exactly
- * as it would for a forward.
+ * `POST /mtls/mapping`: for each (accountId, serviceName, url), would a forward with these parameters present a
+ * valid certificate (by an exact mapping or by hostname)? With `?match=exact`: does a mapping exist for exactly
+ * this tuple? Answered by a `mapping` job, so the workers' resolver (and its cache) decides exactly as it would
+ * for a forward.
  */
 export function mappingCheckRouter(deps: MappingCheckDeps): Router {
   const router = express.Router();
@@ -68,6 +75,7 @@ export function mappingCheckRouter(deps: MappingCheckDeps): Router {
 
   router.post('/mtls/mapping', json, async (req: Request, res: Response) => {
     const version = parseVersion(req.query['v']);
+    const match = parseMatch(req.query['match']);
     const tuples = parseTuples(req.body);
     for (const accountId of new Set(tuples.map((t) => t.accountId))) assertAccountAccess(res, accountId);
 
@@ -80,6 +88,7 @@ export function mappingCheckRouter(deps: MappingCheckDeps): Router {
           v: 1,
           // The forward path trims LP-service-name; so does the check. The answer echoes what was sent.
           tuples: tuples.map((t) => ({ ...t, serviceName: t.serviceName.trim(), url: t.url.trim() })),
+          ...(match === 'exact' ? { match } : {}),
           requestId: String(res.locals['requestId'] ?? jobId),
           replyTo: deps.waiter.channel,
         });

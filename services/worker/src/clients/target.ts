@@ -42,6 +42,11 @@ export interface TargetRequest {
   headers: HeaderList;
   body: Buffer;
   material: CertificateMaterial | null;
+  /**
+   * Root certificates of the account for this host: when any, the server's certificate is verified against
+   * them alone (not the public roots, nor TARGET_CA_FILE).
+   */
+  roots?: readonly CertificateMaterial[];
 }
 
 /**
@@ -51,8 +56,8 @@ export interface TargetRequest {
  */
 export class TargetClient {
   readonly #opts: TargetClientOptions;
-  readonly #agents = new Map<string, { agent: Agent; certificateId: string }>();
-  /** Certificate id → its agent's key (the key of the version in use). */
+  readonly #agents = new Map<string, { agent: Agent; identity: string }>();
+  /** Identity (certificate id and root ids) → its agent's key (the key of the versions in use). */
   readonly #keyOf = new Map<string, string>();
   readonly #alerts = new Map<number, string>();
   #plain: Agent | undefined;
@@ -116,12 +121,16 @@ export class TargetClient {
     });
   }
 
-  agentFor(material: CertificateMaterial | null): Agent {
-    if (material === null) {
+  agentFor(material: CertificateMaterial | null, roots: readonly CertificateMaterial[] = []): Agent {
+    if (material === null && roots.length === 0) {
       this.#plain ??= this.#newAgent(createSecureContext({}));
       return this.#plain;
     }
-    const key = `${material.id}:${material.version}:${material.fingerprint}`;
+    const sortedRoots = roots.length < 2 ? roots : [...roots].sort((a, b) => a.id.localeCompare(b.id));
+    // One agent per identity (the client certificate and the set of roots); the versions tell a rotation.
+    const identity = `${material?.id ?? '-'}|${sortedRoots.map((r) => r.id).join(',')}`;
+    const versions = [material, ...sortedRoots].map((m) => (m === null ? '-' : `${m.version}:${m.fingerprint}`)).join('|');
+    const key = `${identity}#${versions}`;
     const existing = this.#agents.get(key);
     if (existing !== undefined) {
       // Refresh LRU position.
@@ -129,15 +138,19 @@ export class TargetClient {
       this.#agents.set(key, existing);
       return existing.agent;
     }
-    // No `ca` here: a context given its own CA list parses every root into a store of its own (about 0.8 MB
-    // and 6 ms per certificate); without one, it uses the process's default store, shared by all contexts.
-    const context = createSecureContext({ cert: material.certificate, key: material.privateKey });
+    // No `ca` for a client certificate alone: a context given its own CA list parses every root into a store of
+    // its own (about 0.8 MB and 6 ms per certificate); without one, it uses the process's default store, shared by
+    // all contexts. With the account's roots for this host, those alone are trusted, as they should be.
+    const context = createSecureContext({
+      ...(material === null ? {} : { cert: material.certificate, key: material.privateKey }),
+      ...(sortedRoots.length === 0 ? {} : { ca: sortedRoots.map((r) => r.certificate) }),
+    });
     const agent = this.#newAgent(context);
-    // An older version of the same certificate is retired at once; beyond the bound, the least recent goes.
-    const older = this.#keyOf.get(material.id);
+    // An older version of the same identity is retired at once; beyond the bound, the least recent goes.
+    const older = this.#keyOf.get(identity);
     if (older !== undefined) this.#retire(older);
-    this.#agents.set(key, { agent, certificateId: material.id });
-    this.#keyOf.set(material.id, key);
+    this.#agents.set(key, { agent, identity });
+    this.#keyOf.set(identity, key);
     while (this.#agents.size > this.#opts.maxAgents) this.#retire(this.#agents.keys().next().value as string);
     return agent;
   }
@@ -146,12 +159,12 @@ export class TargetClient {
     const entry = this.#agents.get(key);
     if (entry === undefined) return;
     this.#agents.delete(key);
-    if (this.#keyOf.get(entry.certificateId) === key) this.#keyOf.delete(entry.certificateId);
+    if (this.#keyOf.get(entry.identity) === key) this.#keyOf.delete(entry.identity);
     void entry.agent.close().catch(() => undefined);
   }
 
   async send(req: TargetRequest): Promise<TargetResponse> {
-    const dispatcher = this.agentFor(req.material);
+    const dispatcher = this.agentFor(req.material, req.roots);
     const flat: string[] = [];
     for (const [name, value] of req.headers) flat.push(name, value);
     let response: Dispatcher.ResponseData;

@@ -185,7 +185,7 @@ async function forwardOnce(deps: ForwardDeps, entry: ForwardEntry, lastAttempt: 
   const body = openBody(deps.ring, entry.id, 'request', entry.body);
   const response = await deps.breakers.fire(
     url.origin,
-    () => deps.target.send({ url, method: entry.method, headers, body, material: resolution.material }),
+    () => deps.target.send({ url, method: entry.method, headers, body, material: resolution.material, roots: resolution.roots }),
     (r) => r.status >= 500,
   );
   if (RETRYABLE_STATUS.has(response.status) && !lastAttempt && isRetrySafe(entry)) {

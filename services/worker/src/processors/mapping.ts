@@ -8,14 +8,16 @@ import type { CertificateResolver } from '../resolver.ts';
 
 /**
  * The mapping check: for each (accountId, serviceName, url), would a forward with those parameters be sent
- * with a currently valid certificate? Answered with the same resolver the forward path uses.
+ * with a currently valid certificate (by an exact mapping or by hostname)? With `match: 'exact'`: is there a
+ * mapping for exactly this tuple? Answered with the same resolver the forward path uses.
  */
 export function createMappingProcessor(deps: { resolver: CertificateResolver }): (job: Job) => Promise<MappingResult> {
   return async (job) => {
     const parsed = mappingJobSchema.safeParse(job.data);
     if (!parsed.success) throw new UnrecoverableError(JSON.stringify({ code: 'invalid_job', detail: 'the job payload is not valid' }));
     try {
-      const exists = await Promise.all(parsed.data.tuples.map((t) => hasCertificate(deps.resolver, t)));
+      const exact = parsed.data.match === 'exact';
+      const exists = await Promise.all(parsed.data.tuples.map((t) => hasCertificate(deps.resolver, t, exact)));
       return { v: 1, exists };
     } catch (err) {
       // Store failures as everywhere else (relayErrorOf): only an unavailable store is worth another attempt.
@@ -27,7 +29,7 @@ export function createMappingProcessor(deps: { resolver: CertificateResolver }):
   };
 }
 
-async function hasCertificate(resolver: CertificateResolver, tuple: MappingTuple): Promise<boolean> {
+async function hasCertificate(resolver: CertificateResolver, tuple: MappingTuple, exact: boolean): Promise<boolean> {
   if (!isValidAccountId(tuple.accountId)) return false;
   let url;
   try {
@@ -35,6 +37,7 @@ async function hasCertificate(resolver: CertificateResolver, tuple: MappingTuple
   } catch {
     return false;
   }
+  if (exact) return resolver.hasMapping(tuple.accountId, tuple.serviceName, url);
   const resolution = await resolver.resolve(tuple.accountId, tuple.serviceName, url);
   return resolution.material !== null;
 }
