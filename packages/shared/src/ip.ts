@@ -61,6 +61,8 @@ export function sameIp(a: IpAddress, b: IpAddress): boolean {
 // (@), be decoded (%) or silently dropped (tab, newline), so the URL would name some other host.
 const NAME_CHARS = /^[^\p{Cc}\s/?#@\\[\]%:]+$/u;
 const IPV6_CHARS = /^[0-9a-f:.]+$/;
+/** How the URL parser prints an IPv4 address. */
+const FOUR_PART = /^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$/;
 
 /**
  * Reads a URL host, a DNS answer or an allowlist entry: an IP address in any spelling a URL accepts
@@ -83,7 +85,8 @@ export function parseHost(raw: string): HostKind {
   }
   // The URL parser reads every host that ends in a number as IPv4 and prints it as a dotted quad.
   if (hostname.startsWith('[')) return { kind: 'ip', ip: ipaddr.IPv6.parse(hostname.slice(1, -1)) };
-  if (ipaddr.IPv4.isValidFourPartDecimal(hostname)) return { kind: 'ip', ip: ipaddr.IPv4.parse(hostname) };
+  // The cheap shape test first: ipaddr.js's validity check throws (and builds a stack trace) for every name.
+  if (FOUR_PART.test(hostname) && ipaddr.IPv4.isValidFourPartDecimal(hostname)) return { kind: 'ip', ip: ipaddr.IPv4.parse(hostname) };
   const name = hostname.replace(/\.$/, '');
   return name === '' || name.startsWith('.') || name.includes('..') ? { kind: 'invalid' } : { kind: 'name', name };
 }
