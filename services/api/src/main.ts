@@ -43,7 +43,9 @@ const waiter = new ResultWaiter(
   (id, name) => (name === 'forward' ? records.outcome(id) : queues.mappingOutcome(id)),
   logger,
 );
-const idempotency = new IdempotencyKeys(producer, config.QUEUE_PREFIX, config.REDIS_COMMAND_TIMEOUT_MS);
+// Claims are pipelined: on a connection without BullMQ's scripts, which ioredis would copy into every pipeline.
+const claims = createRedis(redisEndpoint(config), 'producer', logger, `api-idem-${instanceId}`, config.REDIS_COMMAND_TIMEOUT_MS);
+const idempotency = new IdempotencyKeys(claims, config.QUEUE_PREFIX, config.REDIS_COMMAND_TIMEOUT_MS);
 const metrics = new ApiMetrics();
 const dispatcher = new ForwardDispatcher(
   { ring, queues, waiter, idempotency, logger, onBatch: (n) => metrics.batchAdded(n) },
@@ -65,7 +67,7 @@ const store = new CertificateStore(timedBackend(backend, metrics.registry), {
 });
 
 try {
-  await waitForRedis(producer, 10_000);
+  await Promise.all([waitForRedis(producer, 10_000), waitForRedis(claims, 10_000)]);
   await waiter.start();
 } catch (err) {
   boot.fatal(err, `Redis at ${new URL(config.REDIS_URL).host} is not reachable`);
@@ -147,7 +149,7 @@ server.listen(config.PORT, config.HOST, () => {
 });
 
 const shutdown = apiShutdown(
-  { server, waiter, queues, backend, redis: [producer, subscriber], drainMs: Math.min(config.SYNC_WAIT_MS, 10_000) },
+  { server, waiter, queues, backend, redis: [producer, claims, subscriber], drainMs: Math.min(config.SYNC_WAIT_MS, 10_000) },
   logger,
   config.SYNC_WAIT_MS + 5_000,
 );

@@ -30,6 +30,9 @@ const { config, instanceId, logger, ring } = boot;
 const redisAt = redisEndpoint(config);
 const connection = createRedis(redisAt, 'worker', logger, `worker-${instanceId}`);
 const commands = createRedis(redisAt, 'worker', logger, `worker-cmd-${instanceId}`);
+// Forward records and replies on a connection of their own: ioredis copies every script defined on a connection
+// into each pipeline it makes, and BullMQ defines dozens on the connections it uses.
+const recordsRedis = createRedis(redisAt, 'worker', logger, `worker-rec-${instanceId}`);
 const subscriber = createRedis(redisAt, 'subscriber', logger, `worker-sub-${instanceId}`);
 
 const registry = createRegistry('worker');
@@ -88,7 +91,7 @@ const workers = startWorkers({
       resolver,
       target,
       breakers,
-      recorder: new ForwardRecorder(commands, config.QUEUE_PREFIX, logger),
+      recorder: new ForwardRecorder(recordsRedis, config.QUEUE_PREFIX, logger),
       retry: retryJobAdder(queues[JOB_NAMES.indexOf('forward')] as Queue),
       backoff: (attemptsMade, retryAfter) => backoffDelay(attemptsMade, retryAfter, retrySettings),
       limiter: new Limiter(config.WORKER_CONCURRENCY),
@@ -137,5 +140,5 @@ try {
 // `port` is the health/metrics server's (probes and scrapers use it).
 logger.info({ store: backend.kind, concurrency: config.WORKER_CONCURRENCY, prefix: config.QUEUE_PREFIX, port: metricsPort }, 'worker started');
 
-const shutdown = workerShutdown({ workers, target, breakers, backend, redis: [connection, commands, subscriber] }, logger, config.JOB_LOCK_MS);
+const shutdown = workerShutdown({ workers, target, breakers, backend, redis: [connection, commands, recordsRedis, subscriber] }, logger, config.JOB_LOCK_MS);
 boot.onSignals(() => shutdown().finally(() => health.close()));
