@@ -15,7 +15,7 @@ import { Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { recordField } from '../packages/shared/src/forward-records.ts';
 import { createKeyRing } from '../packages/shared/src/crypto.ts';
-import { forwardBatchSchema, sealBody, sealHeaders } from '../packages/shared/src/jobs.ts';
+import { forwardBatchSchema, sealResponse } from '../packages/shared/src/jobs.ts';
 import { createCA, issueCertificate } from '../scripts/lib/pki.ts';
 import { startMtlsTarget } from '../scripts/lib/mtls-target.ts';
 import type { MtlsTarget, TargetHandler } from '../scripts/lib/mtls-target.ts';
@@ -190,8 +190,7 @@ describe.skipIf(external)('Redis stalls and lost replies (private Redis under SI
           const result = {
             v: 1,
             status: 200,
-            headers: sealHeaders(ring, f.id, 'response', [['content-type', 'text/plain']]),
-            body: sealBody(ring, f.id, 'response', Buffer.from('recorded, never announced')),
+            response: sealResponse(ring, f.id, { headers: [['content-type', 'text/plain']], body: Buffer.from('recorded, never announced') }),
             bodyBytes: 25,
             mtls: { used: false },
             finishedAt: Date.now(),

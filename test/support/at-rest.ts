@@ -37,7 +37,7 @@ const PATTERNS: Array<[RegExp, string]> = [
 ];
 
 // Job and result fields that carry request or response content: sealed (`s1.`) or null, never clear.
-const SEALED_FIELDS = new Set(['headers', 'body', 'privateKey', 'private_key', 'override']);
+const SEALED_FIELDS = new Set(['headers', 'body', 'request', 'response', 'privateKey', 'private_key', 'override']);
 
 /**
  * The forms a secret can take inside a larger value: itself, hex, and base64/base64url at each of the three

@@ -6,7 +6,7 @@ import { Queue } from 'bullmq';
 import { vi } from 'vitest';
 import { createKeyRing } from '../../packages/shared/src/crypto.ts';
 import { ForwardRecords, forwardIdOf, newBatchId } from '../../packages/shared/src/forward-records.ts';
-import { queueOptions, sealHeaders } from '../../packages/shared/src/jobs.ts';
+import { queueOptions, sealRequest } from '../../packages/shared/src/jobs.ts';
 import type { ForwardBatch } from '../../packages/shared/src/jobs.ts';
 import type { Relay } from './relay.ts';
 
@@ -27,12 +27,10 @@ export async function injectForward(relay: Relay, accountId: string, urls: reado
           accountId,
           serviceName: '',
           url,
-          query: null,
           method: 'GET',
           requireCertificate: false,
           requestId: id,
-          headers: sealHeaders(ring, id, 'request', []),
-          body: null,
+          request: sealRequest(ring, id, { headers: [], query: '', body: Buffer.alloc(0) }),
           enqueuedAt: Date.now(),
         }],
         attemptsBefore: 0,

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { openBuffer, openJson, sealBuffer, sealJson } from './crypto.ts';
+import { openBuffer, sealBuffer } from './crypto.ts';
 import type { KeyRing } from './crypto.ts';
 import type { ErrorPayload } from './errors.ts';
 
@@ -36,10 +36,8 @@ export const forwardEntrySchema = z.object({
   accountId: z.string().min(1),
   /** '' when the caller sent no LP-service-name. */
   serviceName: z.string(),
-  /** Origin and path of LP-forward-url, as the caller sent them (the query is in `query`). */
+  /** Origin and path of LP-forward-url, as the caller sent them (the query travels sealed in `request`). */
   url: z.string().min(1),
-  /** Sealed query string, with its leading '?'; null when the URL had none. */
-  query: sealed.nullable(),
   method: z.enum(FORWARD_METHODS),
   /** LP-stop-if-certificate-not-found: true. */
   requireCertificate: z.boolean(),
@@ -47,10 +45,11 @@ export const forwardEntrySchema = z.object({
   requestId: z.string(),
   /** Pub/sub channel of the API process waiting for the answer, if any. */
   replyTo: z.string().optional(),
-  /** Sealed HeaderList: what the target receives (Authorization from LP-authorization-override included). */
-  headers: sealed,
-  /** Sealed body bytes; null when the request had no body. */
-  body: sealed.nullable(),
+  /**
+   * Sealed, in one piece (sealRequest): the headers the target receives (Authorization from
+   * LP-authorization-override included), the query string and the body bytes.
+   */
+  request: sealed,
   enqueuedAt: z.number(),
 });
 export type ForwardEntry = z.infer<typeof forwardEntrySchema>;
@@ -80,10 +79,8 @@ export type MtlsUse = z.infer<typeof mtlsUseSchema>;
 export const forwardResultSchema = z.object({
   v: z.literal(1),
   status: z.number().int().min(100).max(999),
-  /** Sealed HeaderList of the target's end-to-end response headers. */
-  headers: sealed,
-  /** Sealed body bytes; null when empty. */
-  body: sealed.nullable(),
+  /** Sealed, in one piece (sealResponse): the target's end-to-end response headers and body bytes. */
+  response: sealed,
   bodyBytes: z.number().int().min(0),
   mtls: mtlsUseSchema,
   finishedAt: z.number(),
@@ -182,30 +179,52 @@ export type ReplyMessage =
 /** Results above this size are not inlined in the reply message; the API reads them from the job. */
 export const INLINE_REPLY_LIMIT = 64 * 1024;
 
-export function sealQuery(ring: KeyRing, jobId: string, query: string): string | null {
-  return query === '' ? null : sealBuffer(ring, Buffer.from(query, 'utf8'), `job:${jobId}:request-query`);
-}
-
-export function openQuery(ring: KeyRing, jobId: string, value: string | null): string {
-  return value === null ? '' : openBuffer(ring, value, `job:${jobId}:request-query`).toString('utf8');
-}
-
 export const replyChannel = (prefix: string, instanceId: string): string => `${prefix}:reply:${instanceId}`;
 
-// --- sealing helpers, bound to the job id and the part's role
+// --- sealing, bound to the forward's id and the direction. Each direction is ONE sealed piece (one cipher
+// set-up, not one per part): a 4-byte length, the JSON of the headers (and the query), then the body bytes.
 
-export function sealHeaders(ring: KeyRing, jobId: string, role: 'request' | 'response', headers: HeaderList): string {
-  return sealJson(ring, headers, `job:${jobId}:${role}-headers`);
+function frame(meta: unknown, body: Buffer): Buffer {
+  const json = Buffer.from(JSON.stringify(meta), 'utf8');
+  const out = Buffer.allocUnsafe(4 + json.length + body.length);
+  out.writeUInt32BE(json.length, 0);
+  json.copy(out, 4);
+  body.copy(out, 4 + json.length);
+  return out;
 }
 
-export function openHeaders(ring: KeyRing, jobId: string, role: 'request' | 'response', value: string): HeaderList {
-  return openJson(ring, value, `job:${jobId}:${role}-headers`) as HeaderList;
+function unframe(plain: Buffer): { meta: unknown; body: Buffer } {
+  const n = plain.readUInt32BE(0);
+  return { meta: JSON.parse(plain.subarray(4, 4 + n).toString('utf8')), body: plain.subarray(4 + n) };
 }
 
-export function sealBody(ring: KeyRing, jobId: string, role: 'request' | 'response', body: Buffer): string | null {
-  return body.length === 0 ? null : sealBuffer(ring, body, `job:${jobId}:${role}-body`);
+export interface RequestParts {
+  headers: HeaderList;
+  /** The query string with its leading '?', or ''. */
+  query: string;
+  body: Buffer;
 }
 
-export function openBody(ring: KeyRing, jobId: string, role: 'request' | 'response', value: string | null): Buffer {
-  return value === null ? Buffer.alloc(0) : openBuffer(ring, value, `job:${jobId}:${role}-body`);
+export function sealRequest(ring: KeyRing, forwardId: string, parts: RequestParts): string {
+  return sealBuffer(ring, frame({ h: parts.headers, q: parts.query }, parts.body), `job:${forwardId}:request`);
+}
+
+export function openRequest(ring: KeyRing, forwardId: string, sealedRequest: string): RequestParts {
+  const { meta, body } = unframe(openBuffer(ring, sealedRequest, `job:${forwardId}:request`));
+  const m = meta as { h: HeaderList; q: string };
+  return { headers: m.h, query: m.q, body };
+}
+
+export interface ResponseParts {
+  headers: HeaderList;
+  body: Buffer;
+}
+
+export function sealResponse(ring: KeyRing, forwardId: string, parts: ResponseParts): string {
+  return sealBuffer(ring, frame({ h: parts.headers }, parts.body), `job:${forwardId}:response`);
+}
+
+export function openResponse(ring: KeyRing, forwardId: string, sealedResponse: string): ResponseParts {
+  const { meta, body } = unframe(openBuffer(ring, sealedResponse, `job:${forwardId}:response`));
+  return { headers: (meta as { h: HeaderList }).h, body };
 }

@@ -2,7 +2,7 @@ import type { Response } from 'express';
 import type { KeyRing } from '@mtls-relay/shared/crypto';
 import { fromErrorPayload, RelayError } from '@mtls-relay/shared/errors';
 import { groupHeaders } from '@mtls-relay/shared/http';
-import { forwardResultSchema, openBody, openHeaders } from '@mtls-relay/shared/jobs';
+import { forwardResultSchema, openResponse } from '@mtls-relay/shared/jobs';
 import type { ReplyMessage } from '@mtls-relay/shared/jobs';
 import { sendProblem } from './problem.ts';
 
@@ -16,8 +16,7 @@ export function sendTargetResponse(res: Response, ring: KeyRing, jobId: string, 
     return;
   }
   const r = parsed.data;
-  const headers = openHeaders(ring, jobId, 'response', r.headers);
-  const body = openBody(ring, jobId, 'response', r.body);
+  const { headers, body } = openResponse(ring, jobId, r.response);
   for (const [name, values] of groupHeaders(headers)) {
     res.setHeader(name, values.length === 1 ? (values[0] as string) : values);
   }

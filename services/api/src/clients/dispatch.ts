@@ -1,7 +1,7 @@
 import type { KeyRing } from '@mtls-relay/shared/crypto';
 import { RelayError } from '@mtls-relay/shared/errors';
 import { forwardIdOf, newBatchId } from '@mtls-relay/shared/forward-records';
-import { MAX_BATCH_FORWARDS, sealBody, sealHeaders, sealQuery } from '@mtls-relay/shared/jobs';
+import { MAX_BATCH_FORWARDS, sealRequest } from '@mtls-relay/shared/jobs';
 import type { ForwardBatch, ForwardEntry, ForwardMethod, HeaderList, ReplyMessage } from '@mtls-relay/shared/jobs';
 import type { Logger } from '@mtls-relay/shared/logging';
 import { errorSummary } from '@mtls-relay/shared/logging';
@@ -197,14 +197,12 @@ export class ForwardDispatcher {
       accountId: r.accountId,
       serviceName: r.serviceName,
       url: r.url,
-      query: sealQuery(this.#ring, id, r.query),
       method: r.method,
       requireCertificate: r.requireCertificate,
       ...(r.idempotency === undefined ? {} : { idempotencyKey: r.idempotency.key }),
       requestId: r.requestId,
       ...(r.wantsReply ? { replyTo: this.#waiter.channel } : {}),
-      headers: sealHeaders(this.#ring, id, 'request', r.headers),
-      body: sealBody(this.#ring, id, 'request', r.body),
+      request: sealRequest(this.#ring, id, { headers: r.headers, query: r.query, body: r.body }),
       enqueuedAt: now,
     };
   }

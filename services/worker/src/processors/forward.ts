@@ -4,7 +4,7 @@ import type { KeyRing } from '@mtls-relay/shared/crypto';
 import { encodeFailure, RelayError, relayErrorOf, toErrorPayload } from '@mtls-relay/shared/errors';
 import type { ForwardRecord } from '@mtls-relay/shared/forward-records';
 import { relayableResponseHeaders } from '@mtls-relay/shared/http';
-import { forwardBatchSchema, IDEMPOTENT_METHODS, openBody, openHeaders, openQuery, sealBody, sealHeaders } from '@mtls-relay/shared/jobs';
+import { forwardBatchSchema, IDEMPOTENT_METHODS, openRequest, sealResponse } from '@mtls-relay/shared/jobs';
 import type { ForwardBatch, ForwardBatchResult, ForwardEntry, ForwardResult, HeaderList } from '@mtls-relay/shared/jobs';
 import type { Logger } from '@mtls-relay/shared/logging';
 import { parseTargetUrl } from '@mtls-relay/shared/url';
@@ -171,7 +171,8 @@ async function runForward(deps: ForwardDeps, run: RunContext, entry: ForwardEntr
 }
 
 async function forwardOnce(deps: ForwardDeps, entry: ForwardEntry, lastAttempt: boolean): Promise<ForwardResult> {
-  const url = parseTargetUrl(entry.url + openQuery(deps.ring, entry.id, entry.query), { allowHttp: deps.allowHttp });
+  const request = openRequest(deps.ring, entry.id, entry.request);
+  const url = parseTargetUrl(entry.url + request.query, { allowHttp: deps.allowHttp });
   const resolution = await deps.resolver.resolve(entry.accountId, entry.serviceName, url);
   if (resolution.material === null && (entry.requireCertificate || resolution.hostRequiresCertificate)) {
     throw new RelayError(
@@ -181,8 +182,8 @@ async function forwardOnce(deps: ForwardDeps, entry: ForwardEntry, lastAttempt: 
         : `no valid certificate is mapped, and the hostname settings require one for ${url.hostname}`,
     );
   }
-  const headers = withRequestId(openHeaders(deps.ring, entry.id, 'request', entry.headers), entry.requestId);
-  const body = openBody(deps.ring, entry.id, 'request', entry.body);
+  const headers = withRequestId(request.headers, entry.requestId);
+  const body = request.body;
   const response = await deps.breakers.fire(
     url.origin,
     () => deps.target.send({ url, method: entry.method, headers, body, material: resolution.material, roots: resolution.roots }),
@@ -198,8 +199,7 @@ async function forwardOnce(deps: ForwardDeps, entry: ForwardEntry, lastAttempt: 
   return {
     v: 1,
     status: response.status,
-    headers: sealHeaders(deps.ring, entry.id, 'response', relayableResponseHeaders(response.headers)),
-    body: sealBody(deps.ring, entry.id, 'response', response.body),
+    response: sealResponse(deps.ring, entry.id, { headers: relayableResponseHeaders(response.headers), body: response.body }),
     bodyBytes: response.body.length,
     mtls: resolution.material === null ? { used: false } : { used: true, certificateId: resolution.material.id },
     finishedAt: Date.now(),
