@@ -16,6 +16,7 @@ import type { OpensslServer } from '../support/openssl-server.ts';
 import { assertMatchesOpenApi } from '../support/openapi.ts';
 import { startRelay } from '../support/relay.ts';
 import type { Relay, StoreKind } from '../support/relay.ts';
+import type { SuiteOptions } from './suite-options.ts';
 
 const fp = (issued: Issued): string => issued.fingerprint256;
 
@@ -54,8 +55,8 @@ async function closedPort(): Promise<number> {
   });
 }
 
-export function defineForwardSuite(kind: StoreKind): void {
-  describe(`forward path (${kind} store)`, () => {
+export function defineForwardSuite(kind: StoreKind, options: SuiteOptions = {}): void {
+  describe(`forward path (${options.label ?? `${kind} store`})`, () => {
     let relay: Relay;
     let clientCa: CA;
     let otherCa: CA;
@@ -100,7 +101,7 @@ export function defineForwardSuite(kind: StoreKind): void {
       target = await startMtlsTarget({ server: serverCert, clientCa: clientCa.certPem, requireClientCert: false, handler: routingHandler });
       strictTarget = await startMtlsTarget({ server: serverCert, clientCa: otherCa.certPem, requireClientCert: true });
       opensslTarget = await startOpensslServer(serverCert, otherCa.certPem);
-      relay = await startRelay({ kind, workers: 2, targetCaPem: serverCa.certPem });
+      relay = await startRelay({ kind, workers: 2, targetCaPem: serverCa.certPem, ...(options.vault === undefined ? {} : { vault: options.vault() }) });
 
       const m = await relay.store.createCertificate(account, { name: 'mapped', certificate: mapped.chainPem, privateKey: mapped.keyPem });
       mappedId = m.id;

@@ -50,14 +50,44 @@ export interface RelayOptions {
   targetCaPem?: string;
   env?: Record<string, string>;
   redis?: TestRedis;
+  /**
+   * With kind 'vault': a Vault-API server of the test's own (OpenBao, test/support/bao.ts) instead of the
+   * home-made one. The relay logs in with `token` or with `roleId`/`secretId` (AppRole); the test process seeds
+   * the store with `adminToken`.
+   */
+  vault?: VaultTarget;
   /** Drop the services' output once they are up instead of keeping it (the bench). */
   discardOutput?: boolean;
+}
+
+export interface VaultTarget {
+  addr: string;
+  /** The token the test process seeds the store with (a root token). */
+  adminToken: string;
+  token?: string;
+  roleId?: string;
+  secretId?: string;
+  mount?: string;
+  pathPrefix?: string;
 }
 
 export async function startRelay(opts: RelayOptions = {}): Promise<Relay> {
   const kind = opts.kind ?? 'embedded';
   const redis = opts.redis ?? (await startTestRedis());
-  const vault = kind === 'vault' ? await startVaultServer() : undefined;
+  const vault = kind === 'vault' && opts.vault === undefined ? await startVaultServer() : undefined;
+  const target: VaultTarget | undefined =
+    vault !== undefined ? { addr: vault.addr, adminToken: vault.rootToken, token: vault.rootToken } : kind === 'vault' ? opts.vault : undefined;
+  const vaultEnv: Record<string, string> =
+    target === undefined
+      ? {}
+      : {
+          VAULT_ADDR: target.addr,
+          ...(target.token === undefined ? {} : { VAULT_TOKEN: target.token }),
+          ...(target.roleId === undefined ? {} : { VAULT_ROLE_ID: target.roleId }),
+          ...(target.secretId === undefined ? {} : { VAULT_SECRET_ID: target.secretId }),
+          ...(target.mount === undefined ? {} : { VAULT_KV_MOUNT: target.mount }),
+          ...(target.pathPrefix === undefined ? {} : { VAULT_PATH_PREFIX: target.pathPrefix }),
+        };
   const prefix = `t${randomBytes(4).toString('hex')}`;
   const masterKey = randomBytes(32).toString('base64');
   const dir = mkdtempSync(join(tmpdir(), 'mtls-relay-e2e-'));
@@ -77,7 +107,7 @@ export async function startRelay(opts: RelayOptions = {}): Promise<Relay> {
     WORKER_CONCURRENCY: '8',
     // Authentication is always on; relay.auth() signs an admin token for every account with this secret.
     AUTH_JWT_SECRET: randomBytes(32).toString('base64'),
-    ...(vault === undefined ? {} : { VAULT_ADDR: vault.addr, VAULT_TOKEN: vault.rootToken }),
+    ...vaultEnv,
     ...opts.env,
   };
   if (opts.targetCaPem !== undefined) {
@@ -89,9 +119,15 @@ export async function startRelay(opts: RelayOptions = {}): Promise<Relay> {
   const client = redis.client();
   const ring = createKeyRing(Buffer.from(masterKey, 'base64'));
   const backend: DocumentBackend =
-    vault === undefined
+    target === undefined
       ? new EmbeddedBackend(client, ring, prefix)
-      : new VaultBackend({ addr: vault.addr, token: vault.rootToken, mount: 'secret', pathPrefix: 'mtls-relay', timeoutMs: 5000 });
+      : new VaultBackend({
+          addr: target.addr,
+          token: target.adminToken,
+          mount: target.mount ?? 'secret',
+          pathPrefix: target.pathPrefix ?? 'mtls-relay',
+          timeoutMs: 5000,
+        });
   const store = new CertificateStore(backend, {
     onChange: async (accountId) => {
       await client.publish(storeChangeChannel(prefix), accountId);
