@@ -33,7 +33,13 @@ until vault status >/dev/null 2>&1; do
   sleep 1
 done
 
-if VAULT_TOKEN= vault write -field=token auth/approle/login role_id="$RELAY_ROLE_ID" secret_id="$RELAY_SECRET_ID" >/dev/null 2>&1; then
+# Logs in as the relay and revokes the token at once (a check leaves no live token behind).
+relay_login() {
+  token=$(VAULT_TOKEN= vault write -field=token auth/approle/login role_id="$RELAY_ROLE_ID" secret_id="$RELAY_SECRET_ID") || return 1
+  VAULT_TOKEN="$token" vault token revoke -self >/dev/null
+}
+
+if relay_login >/dev/null 2>&1; then
   echo "vault-init: the relay's AppRole already logs in; nothing to do"
   exit 0
 fi
@@ -63,5 +69,5 @@ if ! out=$(vault write "auth/approle/role/$ROLE/custom-secret-id" secret_id="$RE
   esac
 fi
 
-VAULT_TOKEN= vault write -field=token auth/approle/login role_id="$RELAY_ROLE_ID" secret_id="$RELAY_SECRET_ID" >/dev/null
+relay_login
 echo "vault-init: KV v2 at $MOUNT/, policy $POLICY ($MOUNT/data/$FOLDER/*), AppRole $ROLE ready"

@@ -147,7 +147,7 @@ export interface Bao {
   run(args: string[], env?: Record<string, string>): Promise<string>;
   /** Raw HTTP against the API with the root token (or `token`). */
   http(method: string, path: string, body?: unknown, token?: string): Promise<{ status: number; json: unknown }>;
-  /** File storage only. */
+  /** `bao operator seal`; unseal() opens it again with the unseal key (a dev server's is read from its log). */
   seal(): Promise<void>;
   unseal(): Promise<void>;
   /** File storage only: stops the process and starts it again on the same storage, then unseals. */
@@ -325,12 +325,11 @@ export async function startBao(opts: { storage?: 'memory' | 'file' } = {}): Prom
     run,
     http,
     seal: async () => {
-      if (storage !== 'file') throw new Error('seal() needs file storage');
       await run(['operator', 'seal']);
       await waitForHealth([503]);
     },
     unseal: async () => {
-      if (storage !== 'file') throw new Error('unseal() needs file storage');
+      if (unsealKey === '') unsealKey = /Unseal Key: (\S+)/.exec(logs.join(''))?.[1] ?? '';
       await unseal();
     },
     restart: async () => {
