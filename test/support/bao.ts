@@ -4,8 +4,9 @@
  * port, killed in afterAll (and when the test process exits).
  *
  * - `startBao()` runs `bao server -dev` (in memory, unsealed, KV v2 at secret/, a known root token).
- * - `startBao({ storage: 'file' })` runs a server on file storage that this module initialises (one unseal
- *   key) and unseals; it can then be sealed, unsealed and restarted without losing anything.
+ * - `startBao({ storage: 'file' })` runs a server whose data is in a directory (integrated raft storage: OpenBao
+ *   dropped the plain "file" backend) that this module initialises (one unseal key) and unseals; it can then be
+ *   sealed, unsealed and restarted without losing anything.
  *
  * Without a binary the suites are skipped with one clear line (`npm test` prints it), except under CI=true,
  * where a missing binary fails the run.
@@ -13,7 +14,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { accessSync, constants, mkdtempSync, openSync, readFileSync, readSync, closeSync, rmSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, closeSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
@@ -207,14 +208,16 @@ export async function startBao(opts: { storage?: 'memory' | 'file' } = {}): Prom
     args = ['server', '-dev', `-dev-root-token-id=${rootToken}`, `-dev-listen-address=127.0.0.1:${port}`, '-dev-no-store-token'];
   } else {
     const config = join(dir, 'server.hcl');
+    mkdirSync(join(dir, 'data'));
     writeFileSync(
       config,
       [
-        `storage "file" { path = "${join(dir, 'data')}" }`,
+        // Integrated storage (raft) in a directory: OpenBao has no "file" backend any more, and it is what
+        // deploy/vault/vault.hcl runs in production.
+        `storage "raft" {\n  path = "${join(dir, 'data')}"\n  node_id = "test-node"\n}`,
         `listener "tcp" {\n  address = "127.0.0.1:${port}"\n  cluster_address = "127.0.0.1:${port + 1}"\n  tls_disable = true\n}`,
         `api_addr = "${addr}"`,
         `cluster_addr = "http://127.0.0.1:${port + 1}"`,
-        'disable_mlock = true',
         'ui = false',
       ].join('\n'),
     );

@@ -44,6 +44,7 @@ export const ERROR_CATALOGUE = {
   delivery_uncertain: { status: 502, title: 'The worker stopped while sending; the request may have reached the target and was not sent again', proxyStatus: 'connection_terminated' },
   invalid_job: { status: 500, title: 'The job payload is not valid' },
   target_protocol_error: { status: 502, title: 'The target sent an invalid HTTP response', proxyStatus: 'http_protocol_error' },
+  store_denied: { status: 502, title: "The certificate store refused the relay's request (check the relay's Vault policy)" },
   circuit_open: { status: 503, title: 'Calls to this target are paused after repeated failures', proxyStatus: 'destination_unavailable' },
   queue_unavailable: { status: 503, title: 'The job queue is unavailable' },
   auth_unavailable: { status: 503, title: 'Credentials cannot be checked right now' },
@@ -105,8 +106,9 @@ export class StoreError extends Error {
 
 /**
  * The caller-facing form of a store failure: absent → not_found, conflict → conflict, bad input → its code,
- * store down or denied → store_unavailable. Anything else (an unreadable document) is returned unchanged,
- * so that it is logged and answered as an internal error.
+ * denied (Vault's 401/403: the relay's policy does not allow the operation, an operator must fix it) →
+ * store_denied, store down → store_unavailable with Retry-After. Anything else (an unreadable document) is
+ * returned unchanged, so that it is logged and answered as an internal error.
  */
 export function relayErrorOf(err: unknown): unknown {
   if (!(err instanceof StoreError)) return err;
@@ -117,6 +119,8 @@ export function relayErrorOf(err: unknown): unknown {
       return new RelayError('conflict', err.message, { cause: err });
     case 'invalid':
       return err.code === undefined ? err : new RelayError(err.code, err.message, { cause: err });
+    case 'denied':
+      return new RelayError('store_denied', "the certificate store refused the relay's request; check the relay's Vault policy", { cause: err });
     default:
       return new RelayError('store_unavailable', 'the certificate store is unavailable; try again', { cause: err, retryAfter: 1 });
   }

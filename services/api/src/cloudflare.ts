@@ -19,6 +19,7 @@
  * | 12007 | conflict                    | 409    | duplicate name, or certificate still mapped     |
  * | 12008 | body_too_large              | 413    | request body over the limit                     |
  * | 12009 | store_unavailable           | 503    | certificate store unavailable (Retry-After)     |
+ * | 12010 | store_denied                | 502    | the store refused (the relay's Vault policy)    |
  * | 12400 | any other 4xx               |        |                                                 |
  * | 12500 | internal (any other 5xx)    | 500    | unexpected; logged                              |
  */
@@ -45,6 +46,7 @@ const CF_CODES: Partial<Record<ErrorCode, number>> = {
   conflict: 12007,
   body_too_large: 12008,
   store_unavailable: 12009,
+  store_denied: 12010,
 };
 
 export function cloudflareCode(code: ErrorCode): number {

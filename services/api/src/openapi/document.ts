@@ -19,10 +19,21 @@ const cfFailure = (description: string): Obj => ({ description, content: json(re
 const cfOk = (description: string, result: Obj, withInfo = false): Obj => ({ description, content: json(cloudflareSuccess(result, withInfo)) });
 const requestId = { name: 'X-Request-Id', in: 'header', required: false, description: 'Taken when given (1–128 visible ASCII characters), else generated; echoed, passed to the target and logged', schema: { type: 'string', maxLength: 128 } };
 const pathParam = (name: string, description: string): Obj => ({ name, in: 'path', required: true, description, schema: { type: 'string' } });
-const accountParam = pathParam('accountId', 'Account id (1–128 letters, digits, ".", "_", "-")');
-const cfAccountParam = pathParam('account_id', 'Account id');
+/** Account ids: a letter or digit, then up to 127 letters, digits, ".", "_" or "-", never "..": else 400 invalid_account_id. */
+const ACCOUNT_ID_PATTERN = '^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$';
+const accountParam = { ...pathParam('accountId', 'Account id (a letter or digit, then up to 127 letters, digits, ".", "_", "-"; no "..")'), schema: { type: 'string', pattern: ACCOUNT_ID_PATTERN } };
+const cfAccountParam = { ...pathParam('account_id', 'Account id (a letter or digit, then up to 127 letters, digits, ".", "_", "-"; no "..")'), schema: { type: 'string', pattern: ACCOUNT_ID_PATTERN } };
 const denied = { '401': problem('Credentials are missing or invalid'), '403': problem('The credentials may not do this') };
 const cfDenied = { '401': cfFailure('Credentials are missing or invalid'), '403': cfFailure('The credentials may not act on this account') };
+/** Every route that reads or writes the certificate store. */
+const storeFailures = {
+  '502': problem("store_denied: the certificate store refused the relay's request (the relay's Vault policy does not allow it)"),
+  '503': problem('store_unavailable: the certificate store is unavailable (Vault sealed or not answering)', { 'Retry-After': header('Seconds') }),
+};
+const cfStoreFailures = {
+  '502': cfFailure("12010 store_denied: the certificate store refused the relay's request (the relay's Vault policy does not allow it)"),
+  '503': { ...cfFailure('12009 store_unavailable: the certificate store is unavailable (Vault sealed or not answering)'), headers: { 'Retry-After': header('Seconds') } },
+};
 const relayHeaders = {
   'X-Request-Id': header('The request id'),
   'LP-job-id': header('The job that carried the request'),
@@ -63,7 +74,7 @@ function forwardOperation(method: (typeof FORWARD_METHODS)[number]): Obj {
       '413': relayOrTarget('Body over the limit'),
       '422': relayOrTarget('No valid certificate while one is required, or an Idempotency-Key reused for another request'),
       '431': relayOrTarget('Headers too large'),
-      '502': relayOrTarget('The target could not be reached, TLS failed, or it rejected our certificate'),
+      '502': relayOrTarget("The target could not be reached, TLS failed, or it rejected our certificate; or the certificate store refused the relay's lookup (store_denied)"),
       '503': relayOrTarget('Circuit open, queue or store unavailable', { 'Retry-After': header('Seconds') }),
       '504': relayOrTarget('The target was too slow, or the sync wait ran out (then with Location; the job keeps running)', { Location: header('/mtls/jobs/{jobId}') }),
       default: {
@@ -131,55 +142,55 @@ const paths: Obj = {
       requestBody: { required: true, content: json({ type: 'array', maxItems: 1000, items: ref('MappingTuple') }) },
       responses: {
         '200': { description: 'One boolean per tuple', content: json({ oneOf: [ref('MappingCheckV1'), ref('MappingCheckV2')] }) },
-        '400': problem('Invalid body or query'), ...denied, '503': problem('Queue unavailable'), '504': problem('The check did not finish in time'),
+        '400': problem('Invalid body or query'), ...denied, '502': storeFailures['502'], '503': problem('Queue or certificate store unavailable', { 'Retry-After': header('Seconds') }), '504': problem('The check did not finish in time'),
       },
     },
   },
   '/mtls/account/{accountId}/mappings': {
-    get: { operationId: 'listMappings', tags: ['mappings'], summary: 'Mappings of the account', parameters: [accountParam], responses: { '200': { description: 'Mappings', content: json({ type: 'array', items: ref('Mapping') }) }, '400': problem('Invalid account id'), ...denied, '503': problem('Store unavailable') } },
+    get: { operationId: 'listMappings', tags: ['mappings'], summary: 'Mappings of the account', parameters: [accountParam], responses: { '200': { description: 'Mappings', content: json({ type: 'array', items: ref('Mapping') }) }, '400': problem('Invalid account id'), ...denied, ...storeFailures } },
     post: {
       operationId: 'createMapping', tags: ['mappings'], summary: 'Map (serviceName, url) of the account to a certificate', parameters: [accountParam],
       requestBody: { required: true, content: json(ref('NewMapping')) },
       responses: {
         '201': { description: 'Created', headers: { Location: header('The mapping') }, content: json(ref('Mapping')) },
-        '400': problem('Invalid body'), ...denied, '404': problem('Unknown certificate'), '409': problem('A mapping for this service and URL exists'), '503': problem('Store unavailable'),
+        '400': problem('Invalid body or account id'), ...denied, '404': problem('Unknown certificate'), '409': problem('A mapping for this service and URL exists'), ...storeFailures,
       },
     },
   },
   '/mtls/account/{accountId}/mappings/{mappingId}': {
-    get: { operationId: 'getMapping', tags: ['mappings'], summary: 'One mapping', parameters: [accountParam, pathParam('mappingId', 'Mapping id')], responses: { '200': { description: 'The mapping', content: json(ref('Mapping')) }, ...denied, '404': problem('No such mapping') } },
-    delete: { operationId: 'deleteMapping', tags: ['mappings'], summary: 'Remove a mapping', parameters: [accountParam, pathParam('mappingId', 'Mapping id')], responses: { '204': { description: 'Removed' }, ...denied, '404': problem('No such mapping') } },
+    get: { operationId: 'getMapping', tags: ['mappings'], summary: 'One mapping', parameters: [accountParam, pathParam('mappingId', 'Mapping id')], responses: { '200': { description: 'The mapping', content: json(ref('Mapping')) }, '400': problem('Invalid account id'), ...denied, '404': problem('No such mapping'), ...storeFailures } },
+    delete: { operationId: 'deleteMapping', tags: ['mappings'], summary: 'Remove a mapping', parameters: [accountParam, pathParam('mappingId', 'Mapping id')], responses: { '204': { description: 'Removed' }, '400': problem('Invalid account id'), ...denied, '404': problem('No such mapping'), ...storeFailures } },
   },
   '/accounts/{account_id}/access/certificates': {
     get: {
       operationId: 'listCertificates', tags: ['certificates'], summary: 'Client certificates of the account (Cloudflare shape)',
       parameters: [cfAccountParam, { name: 'page', in: 'query', required: false, schema: { type: 'integer', minimum: 1 } }, { name: 'per_page', in: 'query', required: false, schema: { type: 'integer', minimum: 1, maximum: 1000 } }],
-      responses: { '200': cfOk('A page of certificates', { type: 'array', items: ref('Certificate') }, true), '400': cfFailure('Invalid paging'), ...cfDenied, '503': cfFailure('Store unavailable') },
+      responses: { '200': cfOk('A page of certificates', { type: 'array', items: ref('Certificate') }, true), '400': cfFailure('Invalid paging or account id'), ...cfDenied, ...cfStoreFailures },
     },
     post: {
       operationId: 'createCertificate', tags: ['certificates'], summary: 'Upload a client certificate and its private key', parameters: [cfAccountParam],
       requestBody: { required: true, content: json(ref('NewCertificate')) },
-      responses: { '201': cfOk('Created', ref('Certificate')), '400': cfFailure('Bad PEM, key not matching, expired, bad hostname'), ...cfDenied, '409': cfFailure('Duplicate name'), '413': cfFailure('Body too large'), '503': cfFailure('Store unavailable') },
+      responses: { '201': cfOk('Created', ref('Certificate')), '400': cfFailure('Bad PEM, key not matching, expired, bad hostname, invalid account id'), ...cfDenied, '409': cfFailure('Duplicate name'), '413': cfFailure('Body too large'), ...cfStoreFailures },
     },
   },
   '/accounts/{account_id}/access/certificates/settings': {
-    get: { operationId: 'getHostnameSettings', tags: ['certificates'], summary: 'Per-hostname settings', parameters: [cfAccountParam], responses: { '200': cfOk('Settings', { type: 'array', items: ref('HostnameSetting') }), ...cfDenied, '503': cfFailure('Store unavailable') } },
+    get: { operationId: 'getHostnameSettings', tags: ['certificates'], summary: 'Per-hostname settings', parameters: [cfAccountParam], responses: { '200': cfOk('Settings', { type: 'array', items: ref('HostnameSetting') }), '400': cfFailure('Invalid account id'), ...cfDenied, ...cfStoreFailures } },
     put: {
       operationId: 'putHostnameSettings', tags: ['certificates'], summary: 'Replace the per-hostname settings', parameters: [cfAccountParam],
       requestBody: { required: true, content: json({ type: 'object', required: ['settings'], properties: { settings: { type: 'array', maxItems: 1000, items: ref('HostnameSetting') } } }) },
-      responses: { '202': cfOk('Saved', { type: 'array', items: ref('HostnameSetting') }), '400': cfFailure('Invalid body'), ...cfDenied, '503': cfFailure('Store unavailable') },
+      responses: { '202': cfOk('Saved', { type: 'array', items: ref('HostnameSetting') }), '400': cfFailure('Invalid body or account id'), ...cfDenied, ...cfStoreFailures },
     },
   },
   '/accounts/{account_id}/access/certificates/{certificate_id}': {
-    get: { operationId: 'getCertificate', tags: ['certificates'], summary: 'One certificate', parameters: [cfAccountParam, pathParam('certificate_id', 'Certificate id')], responses: { '200': cfOk('The certificate', ref('Certificate')), ...cfDenied, '404': cfFailure('No such certificate') } },
+    get: { operationId: 'getCertificate', tags: ['certificates'], summary: 'One certificate', parameters: [cfAccountParam, pathParam('certificate_id', 'Certificate id')], responses: { '200': cfOk('The certificate', ref('Certificate')), '400': cfFailure('Invalid account id'), ...cfDenied, '404': cfFailure('No such certificate'), ...cfStoreFailures } },
     put: {
       operationId: 'updateCertificate', tags: ['certificates'], summary: 'Rename, re-associate hostnames, or rotate the material', parameters: [cfAccountParam, pathParam('certificate_id', 'Certificate id')],
       requestBody: { required: true, content: json(ref('CertificateUpdate')) },
-      responses: { '200': cfOk('Updated', ref('Certificate')), '400': cfFailure('Invalid body or material'), ...cfDenied, '404': cfFailure('No such certificate'), '409': cfFailure('Duplicate name, or changed concurrently') },
+      responses: { '200': cfOk('Updated', ref('Certificate')), '400': cfFailure('Invalid body, material or account id'), ...cfDenied, '404': cfFailure('No such certificate'), '409': cfFailure('Duplicate name, or changed concurrently'), ...cfStoreFailures },
     },
     delete: {
       operationId: 'deleteCertificate', tags: ['certificates'], summary: 'Remove a certificate (refused while mappings use it)', parameters: [cfAccountParam, pathParam('certificate_id', 'Certificate id')],
-      responses: { '200': cfOk('Removed', { type: 'object', required: ['id'], properties: { id: { type: 'string' } } }), ...cfDenied, '404': cfFailure('No such certificate'), '409': cfFailure('Still mapped') },
+      responses: { '200': cfOk('Removed', { type: 'object', required: ['id'], properties: { id: { type: 'string' } } }), '400': cfFailure('Invalid account id'), ...cfDenied, '404': cfFailure('No such certificate'), '409': cfFailure('Still mapped'), ...cfStoreFailures },
     },
   },
 };

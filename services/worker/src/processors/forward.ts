@@ -120,9 +120,8 @@ export function withRequestId(headers: HeaderList, requestId: string): HeaderLis
 function toRelayError(err: unknown): RelayError {
   if (err instanceof RelayError) return err;
   if (err instanceof StoreError) {
-    return err.kind === 'unavailable'
-      ? new RelayError('store_unavailable', 'the certificate store did not answer', { cause: err })
-      : new RelayError('store_unavailable', 'the certificate store refused the lookup', { cause: err });
+    if (err.kind === 'denied') return new RelayError('store_denied', "the certificate store refused the lookup; check the relay's Vault policy", { cause: err });
+    return new RelayError('store_unavailable', 'the certificate store did not answer', { cause: err, retryAfter: 1 });
   }
   return new RelayError('internal', 'unexpected failure in the worker', { cause: err });
 }
