@@ -238,6 +238,22 @@ describeWithBao('vault adapter behaviours (OpenBao)', () => {
     await backend.close();
   });
 
+  it("replaces an AppRole token by a fresh login when it reaches its max TTL (renewal refused), with no call needed", async () => {
+    const role = await shortLivedRole('max-ttl', '2s', '3s');
+    const backend = new VaultBackend({ addr: server().addr, roleId: role.roleId, secretId: role.secretId, mount: 'relay-kv', pathPrefix: `contract/${unique()}`, timeoutMs: 5000 });
+    await backend.verify();
+    await backend.write('m/doc', { a: 1 });
+    const [first] = await tokensOfRole(server(), 'max-ttl');
+    expect(first).toBeDefined();
+    // No call for longer than the max TTL: the first token is gone, and a fresh login has a live one ready.
+    await new Promise((r) => setTimeout(r, 4_500));
+    const live = await tokensOfRole(server(), 'max-ttl');
+    expect(live.length).toBeGreaterThan(0);
+    expect(live.map((t) => t.accessor)).not.toContain(first?.accessor);
+    expect((await backend.read('m/doc'))?.data).toEqual({ a: 1 });
+    await backend.close();
+  });
+
   it('renews a plain token (VAULT_TOKEN) with a TTL the same way', async () => {
     const created = await server().http('POST', 'auth/token/create', { ttl: '2s', renewable: true, policies: ['default'] });
     const token = (created.json as { auth: { client_token: string } }).auth.client_token;
