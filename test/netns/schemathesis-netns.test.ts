@@ -21,6 +21,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findTool } from '../support/bao.ts';
+import { createCA, issueCertificate } from '../support/pki.ts';
 import { startRelay } from '../support/relay.ts';
 import type { Relay } from '../support/relay.ts';
 import { assertIsolatedNetwork } from './namespace.ts';
@@ -29,8 +30,25 @@ const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const st = findTool(['st', 'schemathesis']);
 const ci = process.env['CI'] === 'true';
 
-// Forwards answer 502/503/504 when the target cannot be reached: documented, not a server fault.
-const CONFIG = `
+/**
+ * Forwards answer 502/503/504 when the target cannot be reached: documented, not a server fault. Path
+ * parameters are often (70 %) drawn from what the test seeded, so that the operations on one certificate or
+ * mapping get past their 404 and fuzz the real thing; the other 30 % are generated.
+ */
+const config = (seeded: { account: string; certificateId: string; mappingId: string }): string => `
+[dictionaries.accounts]
+values = ["${seeded.account}"]
+[dictionaries.certificates]
+values = ["${seeded.certificateId}"]
+[dictionaries.mappings]
+values = ["${seeded.mappingId}"]
+
+[parameters]
+"path.account_id" = { dictionary = "accounts", probability = 0.7 }
+"path.accountId" = { dictionary = "accounts", probability = 0.7 }
+"path.certificate_id" = { dictionary = "certificates", probability = 0.7 }
+"path.mappingId" = { dictionary = "mappings", probability = 0.7 }
+
 [[operations]]
 include-path = "/mtls/account/{accountId}"
 checks.not_a_server_error.expected-statuses = ["1XX", "2XX", "3XX", "4XX", 502, 503, 504]
@@ -59,6 +77,7 @@ function runSchemathesis(args: string[], timeoutMs: number): Promise<{ code: num
 describe.skipIf(st === undefined && !ci)(`schemathesis against the OpenAPI document${st === undefined ? ' [skipped: no st or schemathesis binary; pip install schemathesis]' : ''}`, () => {
   let relay: Relay;
   let dir: string;
+  let seeded: { account: string; certificateId: string; mappingId: string };
 
   beforeAll(async () => {
     assertIsolatedNetwork();
@@ -74,6 +93,12 @@ describe.skipIf(st === undefined && !ci)(`schemathesis against the OpenAPI docum
         WORKER_CONCURRENCY: '16',
       },
     });
+    const ca = await createCA('schemathesis-client-ca');
+    const leaf = await issueCertificate(ca, { commonName: 'schemathesis-client', usage: 'client' });
+    const account = 'fuzz-account';
+    const certificate = await relay.store.createCertificate(account, { name: 'seeded', certificate: leaf.chainPem, privateKey: leaf.keyPem, associatedHostnames: ['api.example.com'] });
+    const mapping = await relay.store.createMapping(account, { serviceName: 'svc', url: 'https://api.example.com/pay', certificateId: certificate.id });
+    seeded = { account, certificateId: certificate.id, mappingId: mapping.id };
   });
 
   afterAll(async () => {
@@ -85,13 +110,13 @@ describe.skipIf(st === undefined && !ci)(`schemathesis against the OpenAPI docum
     if (st === undefined) throw new Error('schemathesis is not installed (CI=true): python3 -m pip install schemathesis');
     const base = relay.api.url;
     expect(new URL(base).hostname).toBe('127.0.0.1');
-    const config = join(dir, 'schemathesis.toml');
-    writeFileSync(config, CONFIG);
+    const configFile = join(dir, 'schemathesis.toml');
+    writeFileSync(configFile, config(seeded));
     const seed = randomInt(1, 2 ** 31);
     const { code, output } = await runSchemathesis(
       [
         '--no-color',
-        '--config-file', config,
+        '--config-file', configFile,
         'run', `${base}/openapi.json`,
         '--url', base,
         '-H', `Authorization: ${relay.auth()['authorization'] ?? ''}`,
