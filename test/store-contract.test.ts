@@ -319,6 +319,23 @@ describeWithBao('vault adapter behaviours (OpenBao)', () => {
 });
 
 describe('vault adapter faults (home-made server: a real one cannot be told to misbehave)', () => {
+  it('a connection cut in the middle of an answer is unavailable (a retryable outage), and the next call works', async () => {
+    const vault = await startVaultServer();
+    const backend = new VaultBackend({ addr: vault.addr, token: vault.rootToken, mount: 'secret', pathPrefix: unique(), timeoutMs: 2000 });
+    try {
+      await backend.verify();
+      await backend.write('cut/doc', { a: 1 });
+      vault.cut(true);
+      await expect(backend.read('cut/doc')).rejects.toMatchObject({ kind: 'unavailable' });
+      await expect(backend.list('cut')).rejects.toMatchObject({ kind: 'unavailable' });
+      vault.cut(false);
+      expect((await backend.read('cut/doc'))?.data).toEqual({ a: 1 });
+    } finally {
+      await backend.close();
+      await vault.close();
+    }
+  });
+
   it('gives up after its explicit timeout when Vault hangs, as unavailable', async () => {
     const vault = await startVaultServer();
     const backend = new VaultBackend({ addr: vault.addr, token: vault.rootToken, mount: 'secret', pathPrefix: unique(), timeoutMs: 300 });
