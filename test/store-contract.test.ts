@@ -221,7 +221,9 @@ describeWithBao('vault adapter behaviours (OpenBao)', () => {
       extraEnv: { VAULT_TOKEN_TTL: ttl, VAULT_TOKEN_MAX_TTL: maxTtl },
     });
 
-  it('renews an AppRole token before its TTL runs out: the same token keeps working past several TTLs', async () => {
+  // The three tests that wait several TTLs run side by side (each on a role or token of its own); the sealing
+  // test below starts only once they are done.
+  it.concurrent('renews an AppRole token before its TTL runs out: the same token keeps working past several TTLs', async () => {
     const role = await shortLivedRole('renewal', '2s', '1h');
     const backend = new VaultBackend({ addr: server().addr, roleId: role.roleId, secretId: role.secretId, mount: 'relay-kv', pathPrefix: `contract/${unique()}`, timeoutMs: 5000 });
     await backend.verify();
@@ -238,7 +240,7 @@ describeWithBao('vault adapter behaviours (OpenBao)', () => {
     await backend.close();
   });
 
-  it("replaces an AppRole token by a fresh login when it reaches its max TTL (renewal refused), with no call needed", async () => {
+  it.concurrent('replaces an AppRole token by a fresh login when it reaches its max TTL (renewal refused), with no call needed', async () => {
     const role = await shortLivedRole('max-ttl', '2s', '3s');
     const backend = new VaultBackend({ addr: server().addr, roleId: role.roleId, secretId: role.secretId, mount: 'relay-kv', pathPrefix: `contract/${unique()}`, timeoutMs: 5000 });
     await backend.verify();
@@ -254,7 +256,7 @@ describeWithBao('vault adapter behaviours (OpenBao)', () => {
     await backend.close();
   });
 
-  it('renews a plain token (VAULT_TOKEN) with a TTL the same way', async () => {
+  it.concurrent('renews a plain token (VAULT_TOKEN) with a TTL the same way', async () => {
     const created = await server().http('POST', 'auth/token/create', { ttl: '2s', renewable: true, policies: ['default'] });
     const token = (created.json as { auth: { client_token: string } }).auth.client_token;
     const backend = new VaultBackend({ addr: server().addr, token, mount: 'secret', pathPrefix: unique(), timeoutMs: 5000 });
