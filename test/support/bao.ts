@@ -65,13 +65,14 @@ let found: BaoBinary | null | undefined;
 let pythonBin: string | null | undefined;
 
 /**
- * The first of `names` found on PATH, or else in the bin directory of `python3` (where `pip install` puts
- * console scripts when that directory is not on PATH, e.g. a user install).
+ * The first of `names` found on PATH, or else in the bin directories of `python3` (where `pip install` puts
+ * console scripts when they are not on PATH, e.g. a user install).
  */
 export function findTool(names: string[]): { path: string; name: string } | undefined {
   const dirs = (process.env['PATH'] ?? '').split(delimiter).filter((d) => d !== '');
-  if (pythonBin === undefined) pythonBin = python('import sys, os; print(os.path.dirname(sys.executable))') || null;
-  if (pythonBin !== null) dirs.push(pythonBin);
+  // The interpreter's own bin directory, and the scripts directories of its install schemes (pip --user).
+  pythonBin ??= python("import sys, os, sysconfig; print(os.path.dirname(sys.executable)); print(sysconfig.get_path('scripts')); print(sysconfig.get_path('scripts', os.name + '_user'))") ?? null;
+  if (pythonBin !== null) dirs.push(...pythonBin.split('\n').filter((d) => d !== ''));
   for (const name of names) {
     for (const dir of dirs) {
       const p = join(dir, name);
