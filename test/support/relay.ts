@@ -1,6 +1,6 @@
 /**
- * Starts the whole relay for one test file: a private Redis, optionally the Vault-compatible server, the
- * real api and worker processes, and a CertificateStore in the test process (same Redis, same master key,
+ * Starts the whole relay for one test file: a private Redis (the store, or Vault: a server the test file started),
+ * the real api and worker processes, and a CertificateStore in the test process (same Redis, same master key,
  * same prefix) for seeding certificates and mappings the way the admin API does (store change published).
  */
 import { randomBytes } from 'node:crypto';
@@ -16,15 +16,14 @@ import { startTestRedis } from './redis.ts';
 import type { TestRedis } from './redis.ts';
 import { startService } from './services.ts';
 import type { ServiceProcess } from './services.ts';
-import { startVaultServer } from './vault-server.ts';
-import type { VaultServer } from './vault-server.ts';
 
 export type StoreKind = 'embedded' | 'vault';
 
 export interface Relay {
   kind: StoreKind;
   redis: TestRedis;
-  vault: VaultServer | undefined;
+  /** The Vault-API server and credentials the relay uses (kind 'vault'). */
+  vault: VaultTarget | undefined;
   prefix: string;
   masterKey: string;
   env: Record<string, string>;
@@ -51,9 +50,8 @@ export interface RelayOptions {
   env?: Record<string, string>;
   redis?: TestRedis;
   /**
-   * With kind 'vault': a Vault-API server of the test's own (OpenBao, test/support/bao.ts) instead of the
-   * home-made one. The relay logs in with `token` or with `roleId`/`secretId` (AppRole); the test process seeds
-   * the store with `adminToken`.
+   * Required with kind 'vault': the Vault-API server of the test file (OpenBao, test/support/bao.ts). The relay
+   * logs in with `token` or with `roleId`/`secretId` (AppRole); the test process seeds the store with `adminToken`.
    */
   vault?: VaultTarget;
   /** Drop the services' output once they are up instead of keeping it (the bench). */
@@ -74,9 +72,8 @@ export interface VaultTarget {
 export async function startRelay(opts: RelayOptions = {}): Promise<Relay> {
   const kind = opts.kind ?? 'embedded';
   const redis = opts.redis ?? (await startTestRedis());
-  const vault = kind === 'vault' && opts.vault === undefined ? await startVaultServer() : undefined;
-  const target: VaultTarget | undefined =
-    vault !== undefined ? { addr: vault.addr, adminToken: vault.rootToken, token: vault.rootToken } : kind === 'vault' ? opts.vault : undefined;
+  if (kind === 'vault' && opts.vault === undefined) throw new Error('startRelay: kind "vault" needs the vault option (a server from test/support/bao.ts)');
+  const target: VaultTarget | undefined = kind === 'vault' ? opts.vault : undefined;
   const vaultEnv: Record<string, string> =
     target === undefined
       ? {}
@@ -160,7 +157,7 @@ export async function startRelay(opts: RelayOptions = {}): Promise<Relay> {
   const relay: Relay = {
     kind,
     redis,
-    vault,
+    vault: target,
     prefix,
     masterKey,
     env,
@@ -177,7 +174,6 @@ export async function startRelay(opts: RelayOptions = {}): Promise<Relay> {
       await backend.close();
       if (opts.redis === undefined) await redis.close();
       else client.disconnect();
-      await vault?.close();
       rmSync(dir, { recursive: true, force: true });
     },
   };
