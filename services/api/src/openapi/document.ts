@@ -52,7 +52,7 @@ function forwardOperation(method: (typeof FORWARD_METHODS)[number]): Obj {
     summary: `Relay a ${method} to the target named in LP-forward-url, with the mapped client certificate`,
     parameters: [
       accountParam,
-      { name: 'LP-forward-url', in: 'header', required: true, description: 'Absolute https URL of the target', schema: { type: 'string' } },
+      { name: 'LP-forward-url', in: 'header', required: true, description: 'Absolute https URL of the target (http only with ALLOW_HTTP_TARGETS=true)', schema: { type: 'string', format: 'uri', pattern: '^https?://' } },
       { name: 'LP-service-name', in: 'header', required: false, description: 'The calling service: part of the mapping key', schema: { type: 'string', maxLength: 256 } },
       { name: 'LP-authorization-override', in: 'header', required: false, description: "Sent to the target as its Authorization header", schema: { type: 'string' } },
       { name: 'LP-stop-if-certificate-not-found', in: 'header', required: false, description: '`true`: 422 instead of sending without a certificate', schema: { enum: ['true', 'false'] } },
