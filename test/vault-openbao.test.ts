@@ -95,6 +95,9 @@ describeWithBao('the relay against OpenBao on file storage', () => {
       const listing = await call(relay, 'GET', `/mtls/account/${fresh}/mappings`);
       expect(listing.status, listing.text).toBe(502);
       expect(listing.json).toMatchObject({ code: 'store_denied' });
+      const check = await call(relay, 'POST', '/mtls/mapping?v=2', [{ accountId: newAccount(), serviceName: 's', url: 'https://localhost/x' }]);
+      expect(check.status, check.text).toBe(502);
+      expect(check.json).toMatchObject({ code: 'store_denied' });
 
       // What is cached keeps working; what the policy still allows (reading one document) too.
       expect((await send(cached)).headers['lp-mtls']).toBe('used');

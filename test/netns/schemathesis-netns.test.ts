@@ -56,9 +56,10 @@ checks.not_a_server_error.expected-statuses = ["1XX", "2XX", "3XX", "4XX", 502, 
 
 const CHECKS = ['not_a_server_error', 'status_code_conformance', 'content_type_conformance', 'response_headers_conformance', 'response_schema_conformance'];
 
-function runSchemathesis(args: string[], timeoutMs: number): Promise<{ code: number | null; output: string }> {
+function runSchemathesis(args: string[], cwd: string, timeoutMs: number): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(st?.path ?? 'st', args, {
+      cwd, // schemathesis keeps a cache directory (.schemathesis/) where it runs
       env: { ...process.env, NO_COLOR: '1', SCHEMATHESIS_TELEMETRY: 'false', PYTHONUNBUFFERED: '1' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -129,6 +130,7 @@ describe.skipIf(st === undefined && !ci)(`schemathesis against the OpenAPI docum
         '--request-timeout', '20',
         '--seed', String(seed),
       ],
+      dir,
       540_000,
     );
     // The whole report stays in .data/ for a look after a failure (CI keeps the workspace).
