@@ -224,31 +224,31 @@ describeWithBao('vault adapter behaviours (OpenBao)', () => {
   // The three tests that wait several TTLs run side by side (each on a role or token of its own); the sealing
   // test below starts only once they are done.
   it.concurrent('renews an AppRole token before its TTL runs out: the same token keeps working past several TTLs', async () => {
-    const role = await shortLivedRole('renewal', '2s', '1h');
+    const role = await shortLivedRole('renewal', '4s', '1h');
     const backend = new VaultBackend({ addr: server().addr, roleId: role.roleId, secretId: role.secretId, mount: 'relay-kv', pathPrefix: `contract/${unique()}`, timeoutMs: 5000 });
     await backend.verify();
     await backend.write('r/doc', { a: 1 });
     const [first] = await tokensOfRole(server(), 'renewal');
     expect(first).toBeDefined();
-    // Two and a half TTLs later: still one token, the first one, renewed by the server (last_renewal_time) and alive.
-    await new Promise((r) => setTimeout(r, 5_000));
+    // More than two TTLs later: still one token, the first one, renewed (last_renewal_time) and alive. (TTLs of a
+    // few seconds leave the renewal, due at two thirds, more than a second of slack on a busy machine.)
+    await new Promise((r) => setTimeout(r, 9_000));
     expect((await backend.read('r/doc'))?.data).toEqual({ a: 1 });
     const now = await tokensOfRole(server(), 'renewal');
     expect(now.map((t) => t.accessor)).toEqual([first?.accessor]);
     expect(now[0]?.last_renewal_time).toBeGreaterThan(0);
-    expect(now[0]?.ttl).toBeGreaterThan(0);
     await backend.close();
   });
 
   it.concurrent('replaces an AppRole token by a fresh login when it reaches its max TTL (renewal refused), with no call needed', async () => {
-    const role = await shortLivedRole('max-ttl', '2s', '3s');
+    const role = await shortLivedRole('max-ttl', '3s', '4s');
     const backend = new VaultBackend({ addr: server().addr, roleId: role.roleId, secretId: role.secretId, mount: 'relay-kv', pathPrefix: `contract/${unique()}`, timeoutMs: 5000 });
     await backend.verify();
     await backend.write('m/doc', { a: 1 });
     const [first] = await tokensOfRole(server(), 'max-ttl');
     expect(first).toBeDefined();
     // No call for longer than the max TTL: the first token is gone, and a fresh login has a live one ready.
-    await new Promise((r) => setTimeout(r, 4_500));
+    await new Promise((r) => setTimeout(r, 6_500));
     const live = await tokensOfRole(server(), 'max-ttl');
     expect(live.length).toBeGreaterThan(0);
     expect(live.map((t) => t.accessor)).not.toContain(first?.accessor);
@@ -257,7 +257,7 @@ describeWithBao('vault adapter behaviours (OpenBao)', () => {
   });
 
   it.concurrent('renews a plain token (VAULT_TOKEN) with a TTL the same way', async () => {
-    const created = await server().http('POST', 'auth/token/create', { ttl: '2s', renewable: true, policies: ['default'] });
+    const created = await server().http('POST', 'auth/token/create', { ttl: '4s', renewable: true, policies: ['default'] });
     const token = (created.json as { auth: { client_token: string } }).auth.client_token;
     const backend = new VaultBackend({ addr: server().addr, token, mount: 'secret', pathPrefix: unique(), timeoutMs: 5000 });
     // lookup-self at start gives the TTL; the default policy may not write: verify() is not the point here.
