@@ -196,8 +196,9 @@ export async function startBao(opts: { storage?: 'memory' | 'file' } = {}): Prom
   if (binary === undefined) throw new Error(baoStatusLine());
   const storage = opts.storage ?? 'memory';
   const dir = mkdtempSync(join(tmpdir(), 'mtls-relay-bao-'));
-  const port = await freePortPair();
-  const addr = `http://127.0.0.1:${port}`;
+  // Chosen below; again when another process took the port between choosing and binding.
+  let port = 0;
+  let addr = '';
   let rootToken = storage === 'memory' ? `root-${randomBytes(12).toString('hex')}` : '';
   let unsealKey = '';
   const logs: string[] = [];
@@ -205,17 +206,15 @@ export async function startBao(opts: { storage?: 'memory' | 'file' } = {}): Prom
   const baseEnv: Record<string, string> = {
     PATH: process.env['PATH'] ?? '',
     HOME: dir,
-    VAULT_ADDR: addr,
-    BAO_ADDR: addr,
     ...(process.env['MTLS_RELAY_TEST_RUN'] === undefined ? {} : { MTLS_RELAY_TEST_RUN: process.env['MTLS_RELAY_TEST_RUN'] }),
   };
 
-  let args: string[];
-  if (storage === 'memory') {
-    args = ['server', '-dev', `-dev-root-token-id=${rootToken}`, `-dev-listen-address=127.0.0.1:${port}`, '-dev-no-store-token'];
-  } else {
+  const configure = (): string[] => {
+    if (storage === 'memory') {
+      return ['server', '-dev', `-dev-root-token-id=${rootToken}`, `-dev-listen-address=127.0.0.1:${port}`, '-dev-no-store-token'];
+    }
     const config = join(dir, 'server.hcl');
-    mkdirSync(join(dir, 'data'));
+    mkdirSync(join(dir, 'data'), { recursive: true });
     writeFileSync(
       config,
       [
@@ -228,10 +227,11 @@ export async function startBao(opts: { storage?: 'memory' | 'file' } = {}): Prom
         'ui = false',
       ].join('\n'),
     );
-    args = ['server', `-config=${config}`];
-  }
+    return ['server', `-config=${config}`];
+  };
+  let args: string[] = [];
 
-  let proc: ChildProcess;
+  let proc: ChildProcess | undefined;
   const spawnServer = (): ChildProcess => {
     const p = reapOnExit(spawn(binary.path, args, { cwd: dir, env: baseEnv, stdio: ['ignore', 'pipe', 'pipe'] }));
     p.stdout?.setEncoding('utf8').on('data', (c: string) => logs.push(c));
@@ -260,7 +260,7 @@ export async function startBao(opts: { storage?: 'memory' | 'file' } = {}): Prom
     const deadline = Date.now() + timeoutMs;
     let last = 'no answer';
     while (Date.now() < deadline) {
-      if (proc.exitCode !== null) throw new Error(`${binary.name} server exited (${proc.exitCode}):\n${logs.join('').slice(-3000)}`);
+      if (proc?.exitCode !== null && proc?.exitCode !== undefined) throw new Error(`${binary.name} server exited (${proc.exitCode}):\n${logs.join('').slice(-3000)}`);
       try {
         const res = await fetch(`${addr}/v1/sys/health`);
         await res.arrayBuffer();
@@ -300,11 +300,33 @@ export async function startBao(opts: { storage?: 'memory' | 'file' } = {}): Prom
     await waitForHealth([200]);
   };
 
-  proc = spawnServer();
-  if (storage === 'memory') {
-    await waitForHealth([200]);
-  } else {
-    await waitForHealth([501]);
+  const stop = async (): Promise<void> => {
+    const p = proc;
+    if (p === undefined || p.exitCode !== null || p.signalCode !== null) return;
+    const exited = new Promise<void>((r) => p.once('exit', () => r()));
+    p.kill('SIGTERM');
+    const timer = setTimeout(() => p.kill('SIGKILL'), 10_000);
+    await exited;
+    clearTimeout(timer);
+  };
+
+  for (let attempt = 1; ; attempt++) {
+    port = await freePortPair();
+    addr = `http://127.0.0.1:${port}`;
+    baseEnv['VAULT_ADDR'] = addr;
+    baseEnv['BAO_ADDR'] = addr;
+    args = configure();
+    proc = spawnServer();
+    try {
+      await waitForHealth(storage === 'memory' ? [200] : [501]);
+      break;
+    } catch (err) {
+      await stop();
+      if (attempt >= 3 || !logs.join('').includes('address already in use')) throw err;
+      logs.length = 0;
+    }
+  }
+  if (storage === 'file') {
     const init = JSON.parse(await run(['operator', 'init', '-key-shares=1', '-key-threshold=1', '-format=json'])) as {
       unseal_keys_b64: string[];
       root_token: string;
@@ -316,14 +338,6 @@ export async function startBao(opts: { storage?: 'memory' | 'file' } = {}): Prom
     await run(['secrets', 'enable', '-path=secret', '-version=2', 'kv']);
   }
 
-  const stop = async (): Promise<void> => {
-    if (proc.exitCode !== null || proc.signalCode !== null) return;
-    const exited = new Promise<void>((r) => proc.once('exit', () => r()));
-    proc.kill('SIGTERM');
-    const timer = setTimeout(() => proc.kill('SIGKILL'), 10_000);
-    await exited;
-    clearTimeout(timer);
-  };
 
   return {
     binary,
