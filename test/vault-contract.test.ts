@@ -1,11 +1,15 @@
 // One table of Vault API contract cases, run with the real node-vault client against
-//   (a) the Vault-compatible test server in test/support/vault-server.ts, always, and
-//   (b) a real Vault when VAULT_ADDR and VAULT_TOKEN (a root token, e.g. of `vault server -dev`) are set.
+//   (a) the Vault-compatible test server in test/support/vault-server.ts, always,
+//   (b) a real server, OpenBao's `bao server -dev` (test/support/bao.ts), whenever `bao` or `vault` is found, and
+//   (c) a Vault of your own when VAULT_ADDR and VAULT_TOKEN (a root token, e.g. of `vault server -dev`) are set.
+// So the test server cannot drift away from what a real server answers.
 // Every case works under a random per-run prefix and the real-Vault run deletes what it wrote.
 import { randomUUID } from 'node:crypto';
 import { connect } from 'node:net';
 import nodeVault from 'node-vault';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { describeWithBao, startBao } from './support/bao.ts';
+import type { Bao } from './support/bao.ts';
 import { startVaultServer } from './support/vault-server.ts';
 import type { VaultServer } from './support/vault-server.ts';
 
@@ -23,6 +27,9 @@ interface Target {
   mount: string;
   /** Only when running against the test server. */
   server?: VaultServer;
+  /** When the target is this test file's own (never a shared Vault): seals it, and unseals it again. */
+  seal?(): Promise<void>;
+  unseal?(): Promise<void>;
   /** An AppRole whose tokens may read `${mount}/data/${prefix}/*`. */
   appRole(): Promise<{ roleId: string; secretId: string; mountPoint: string }>;
 }
@@ -45,12 +52,14 @@ interface Case {
   name: string;
   /** Why the case cannot run against a real Vault. */
   serverOnly?: string;
+  /** Why the case runs only against a server of this test file's own (the test server, or OpenBao), never VAULT_ADDR. */
+  ownServerOnly?: string;
   run(ctx: Ctx): Promise<void>;
 }
 
-const ENVELOPE_KEYS = [
-  'auth', 'data', 'lease_duration', 'lease_id', 'mount_type', 'renewable', 'request_id', 'warnings', 'wrap_info',
-];
+// What every server answers (OpenBao and Vault); Vault (and the test server, which follows it) adds mount_type.
+const ENVELOPE_KEYS = ['auth', 'data', 'lease_duration', 'lease_id', 'renewable', 'request_id', 'warnings', 'wrap_info'];
+const OPTIONAL_ENVELOPE_KEYS = ['mount_type'];
 const VERSION_METADATA_KEYS = ['created_time', 'custom_metadata', 'deletion_time', 'destroyed', 'version'];
 const AUTH_KEYS = [
   'accessor', 'client_token', 'entity_id', 'lease_duration', 'metadata', 'mfa_requirement', 'num_uses', 'orphan',
@@ -77,10 +86,10 @@ async function vaultError(call: Promise<unknown>): Promise<{ statusCode: number;
 }
 
 function expectEnvelope(body: VaultBody, mountType?: string): void {
-  expect(Object.keys(body).sort()).toEqual(ENVELOPE_KEYS);
+  expect(Object.keys(body).filter((k) => !OPTIONAL_ENVELOPE_KEYS.includes(k)).sort()).toEqual(ENVELOPE_KEYS);
   expect(body).toMatchObject({ lease_id: '', renewable: false, lease_duration: 0, wrap_info: null, warnings: null });
   expect(body.request_id).toMatch(UUID);
-  if (mountType !== undefined) expect(body.mount_type).toBe(mountType);
+  if (mountType !== undefined && 'mount_type' in body) expect(body.mount_type).toBe(mountType);
 }
 
 /** auth/token/create with the root token (on a throwaway client: node-vault adopts the created token). */
@@ -268,26 +277,27 @@ const cases: Case[] = [
         initialized: true,
         sealed: false,
         standby: false,
-        performance_standby: false,
         replication_dr_mode: expect.any(String),
         replication_performance_mode: expect.any(String),
         version: expect.stringMatching(/^\d+\.\d+\.\d+/),
         cluster_name: expect.any(String),
         cluster_id: expect.any(String),
       });
+      if ('performance_standby' in health) expect(health.performance_standby).toBe(false); // Vault only
       expect(Math.abs(health.server_time_utc - Date.now() / 1000)).toBeLessThan(60);
       expect((await ctx.raw('GET', 'sys/health')).status).toBe(200);
     },
   },
   {
     name: 'sealed: calls are 503 "Vault is sealed" and health resolves with sealed: true',
-    serverOnly: 'sealing a shared Vault would break it for everyone',
+    ownServerOnly: 'sealing a shared Vault would break it for everyone',
     async run(ctx) {
-      const server = ctx.target.server as VaultServer;
+      const { seal, unseal } = ctx.target;
+      if (seal === undefined || unseal === undefined) throw new Error('this target cannot be sealed');
       const p = ctx.data(ctx.path('sealed'));
       await ctx.root.write(p, { data: { kept: true } });
-      const { roleId, secretId } = await ctx.target.appRole();
-      server.seal();
+      const { roleId, secretId, mountPoint } = await ctx.target.appRole();
+      await seal();
       try {
         const sealed = { statusCode: 503, body: { errors: ['Vault is sealed'] } };
         expect(await vaultError(ctx.root.read(p))).toEqual(sealed);
@@ -295,12 +305,12 @@ const cases: Case[] = [
         expect(await vaultError(ctx.root.list(ctx.meta(ctx.path(''))))).toEqual(sealed);
         expect(await vaultError(ctx.root.tokenLookupSelf())).toEqual(sealed);
         expect(await vaultError(ctx.client({ token: '' }).read(p))).toEqual(sealed);
-        const login = ctx.client({ token: '' }).approleLogin({ role_id: roleId, secret_id: secretId });
+        const login = ctx.client({ token: '' }).approleLogin({ role_id: roleId, secret_id: secretId, mount_point: mountPoint });
         expect(await vaultError(login)).toEqual(sealed);
         expect(await ctx.root.health()).toMatchObject({ initialized: true, sealed: true });
         expect((await ctx.raw('GET', 'sys/health')).status).toBe(503);
       } finally {
-        server.unseal();
+        await unseal();
       }
       expect((await ctx.root.read(p)).data.data).toEqual({ kept: true });
     },
@@ -411,7 +421,7 @@ const cases: Case[] = [
 
 /** Registers one `it` per case against the target that `setup` provides. */
 function runContract(
-  against: 'test server' | 'real Vault',
+  against: 'test server' | 'OpenBao' | 'real Vault',
   setup: () => Promise<{ target: Target; teardown(): Promise<void> }>,
 ): void {
   const runId = randomUUID().slice(0, 8);
@@ -460,6 +470,8 @@ function runContract(
     };
     if (c.serverOnly !== undefined && against !== 'test server') {
       it.skip(`${c.name} [skipped against a real Vault, server-only: ${c.serverOnly}]`, body);
+    } else if (c.ownServerOnly !== undefined && against === 'real Vault') {
+      it.skip(`${c.name} [skipped against VAULT_ADDR: ${c.ownServerOnly}]`, body);
     } else it(c.name, body);
   });
 }
@@ -488,6 +500,8 @@ describe('Vault API contract: test server (test/support/vault-server.ts)', () =>
         token: server.rootToken,
         mount: 'secret',
         server,
+        seal: async () => server.seal(),
+        unseal: async () => server.unseal(),
         appRole: async () => ({ ...approle, mountPoint: 'approle' }),
       },
       teardown: () => server.close(),
@@ -535,32 +549,48 @@ describe.runIf(realAddr !== undefined && realAddr !== '')(REAL_LABEL, () => {
     });
     return;
   }
-  runContract('real Vault', async () => {
-    const addr = realAddr as string;
-    const token = realToken as string;
-    const mount = process.env.VAULT_KV_MOUNT ?? 'secret';
-    const root = nodeVault({ endpoint: addr, token, debug: () => undefined });
-    const suffix = randomUUID().slice(0, 8);
-    const mountPoint = `approle-contract-${suffix}`;
-    const policy = `vault-contract-${suffix}`;
-    let appRole: Promise<{ roleId: string; secretId: string; mountPoint: string }> | undefined;
-    const setUpAppRole = async (): Promise<{ roleId: string; secretId: string; mountPoint: string }> => {
-      await root.write(`sys/auth/${mountPoint}`, { type: 'approle' });
-      await root.write(`sys/policies/acl/${policy}`, {
-        policy: `path "${mount}/data/vault-contract-*" { capabilities = ["read"] }`,
-      });
-      await root.write(`auth/${mountPoint}/role/contract`, { token_policies: [policy], token_ttl: '5m' });
-      const roleId: string = (await root.read(`auth/${mountPoint}/role/contract/role-id`)).data.role_id;
-      const secretId: string = (await root.write(`auth/${mountPoint}/role/contract/secret-id`, {})).data.secret_id;
-      return { roleId, secretId, mountPoint };
-    };
+  runContract('real Vault', () => realTarget(realAddr as string, realToken as string, process.env.VAULT_KV_MOUNT ?? 'secret'));
+});
+
+describeWithBao('Vault API contract: OpenBao (bao server -dev)', () => {
+  let bao: Bao | undefined;
+  runContract('OpenBao', async () => {
+    const server = await startBao();
+    bao = server;
+    const real = await realTarget(server.addr, server.rootToken, 'secret');
     return {
-      target: { addr, token, mount, appRole: () => (appRole ??= setUpAppRole()) },
+      target: { ...real.target, seal: () => server.seal(), unseal: () => server.unseal() },
       teardown: async () => {
-        if (appRole === undefined) return;
-        await root.delete(`sys/auth/${mountPoint}`);
-        await root.delete(`sys/policies/acl/${policy}`);
+        await real.teardown();
+        await bao?.close();
       },
     };
   });
 });
+
+/** A Vault of the test's own or the user's: an AppRole mount and policy of its own, removed afterwards. */
+async function realTarget(addr: string, token: string, mount: string): Promise<{ target: Target; teardown(): Promise<void> }> {
+  const root = nodeVault({ endpoint: addr, token, debug: () => undefined });
+  const suffix = randomUUID().slice(0, 8);
+  const mountPoint = `approle-contract-${suffix}`;
+  const policy = `vault-contract-${suffix}`;
+  let appRole: Promise<{ roleId: string; secretId: string; mountPoint: string }> | undefined;
+  const setUpAppRole = async (): Promise<{ roleId: string; secretId: string; mountPoint: string }> => {
+    await root.write(`sys/auth/${mountPoint}`, { type: 'approle' });
+    await root.write(`sys/policies/acl/${policy}`, {
+      policy: `path "${mount}/data/vault-contract-*" { capabilities = ["read"] }`,
+    });
+    await root.write(`auth/${mountPoint}/role/contract`, { token_policies: [policy], token_ttl: '5m' });
+    const roleId: string = (await root.read(`auth/${mountPoint}/role/contract/role-id`)).data.role_id;
+    const secretId: string = (await root.write(`auth/${mountPoint}/role/contract/secret-id`, {})).data.secret_id;
+    return { roleId, secretId, mountPoint };
+  };
+  return {
+    target: { addr, token, mount, appRole: () => (appRole ??= setUpAppRole()) },
+    teardown: async () => {
+      if (appRole === undefined) return;
+      await root.delete(`sys/auth/${mountPoint}`);
+      await root.delete(`sys/policies/acl/${policy}`);
+    },
+  };
+}

@@ -16,6 +16,7 @@ import type { OpensslServer } from '../support/openssl-server.ts';
 import { assertMatchesOpenApi } from '../support/openapi.ts';
 import { startRelay } from '../support/relay.ts';
 import type { Relay, StoreKind } from '../support/relay.ts';
+import type { SuiteOptions } from './suite-options.ts';
 
 const fp = (issued: Issued): string => issued.fingerprint256;
 
@@ -54,8 +55,8 @@ async function closedPort(): Promise<number> {
   });
 }
 
-export function defineForwardSuite(kind: StoreKind): void {
-  describe(`forward path (${kind} store)`, () => {
+export function defineForwardSuite(kind: StoreKind, options: SuiteOptions = {}): void {
+  describe(`forward path (${options.label ?? `${kind} store`})`, () => {
     let relay: Relay;
     let clientCa: CA;
     let otherCa: CA;
@@ -100,7 +101,7 @@ export function defineForwardSuite(kind: StoreKind): void {
       target = await startMtlsTarget({ server: serverCert, clientCa: clientCa.certPem, requireClientCert: false, handler: routingHandler });
       strictTarget = await startMtlsTarget({ server: serverCert, clientCa: otherCa.certPem, requireClientCert: true });
       opensslTarget = await startOpensslServer(serverCert, otherCa.certPem);
-      relay = await startRelay({ kind, workers: 2, targetCaPem: serverCa.certPem });
+      relay = await startRelay({ kind, workers: 2, targetCaPem: serverCa.certPem, ...(options.vault === undefined ? {} : { vault: options.vault() }) });
 
       const m = await relay.store.createCertificate(account, { name: 'mapped', certificate: mapped.chainPem, privateKey: mapped.keyPem });
       mappedId = m.id;
@@ -306,32 +307,21 @@ export function defineForwardSuite(kind: StoreKind): void {
 
     it('two worker processes share the load, and forwards keep working when one is stopped', async () => {
       const [w1, w2] = relay.workers as [typeof relay.workers[0], typeof relay.workers[0]];
-      // Lines of the previous test may still be on their way through the stdout pipes: start from a settled count.
-      const total = (): number => [w1, w2].reduce((n, w) => n + w.logs.filter((l) => l.msg === 'forwarded').length, 0);
-      let settled = -1;
-      await vi.waitFor(() => {
-        const now = total();
-        const was = settled;
-        settled = now;
-        expect(now).toBe(was);
-      }, { timeout: 5_000, interval: 300 });
-      const before = [w1, w2].map((w) => w.logs.filter((l) => l.msg === 'forwarded').length);
-      // Forwards that arrive together travel as one batch job: send ten waves of four, so that there are
-      // several jobs for the two workers to share.
+      // Counted by request id: log lines of earlier tests may still be on their way through the stdout pipes.
+      // Forwards that arrive together travel as one batch job: send ten waves of four, so that there are several
+      // jobs for the two workers to share.
+      const tag = `share-${randomBytes(4).toString('hex')}`;
       const results = [];
       for (let wave = 0; wave < 10; wave++) {
         results.push(...(await Promise.all(
-          Array.from({ length: 4 }, () => forward('GET', `${target.url}/echo/path?x=1&y=%2F`, { 'lp-service-name': 'billing' })),
+          Array.from({ length: 4 }, (_, i) => forward('GET', `${target.url}/echo/path?x=1&y=%2F`, { 'lp-service-name': 'billing', 'x-request-id': `${tag}-${wave * 4 + i}` })),
         )));
       }
       expect(results.every((r) => r.status === 200)).toBe(true);
-      // Log lines arrive through the processes' stdout pipes, possibly after the answers.
-      const count = (w: typeof w1): number => w.logs.filter((l) => l.msg === 'forwarded').length;
-      await vi.waitFor(() => expect(count(w1) - before[0]! + count(w2) - before[1]!).toBe(40), { timeout: 10_000, interval: 50 });
-      const after = [w1, w2].map(count);
-      expect(after[0]! - before[0]!).toBeGreaterThan(0);
-      expect(after[1]! - before[1]!).toBeGreaterThan(0);
-      expect(after[0]! - before[0]! + after[1]! - before[1]!).toBe(40);
+      const count = (w: typeof w1): number => w.logs.filter((l) => l.msg === 'forwarded' && String(l['requestId']).startsWith(`${tag}-`)).length;
+      await vi.waitFor(() => expect(count(w1) + count(w2)).toBe(40), { timeout: 10_000, interval: 50 });
+      expect(count(w1)).toBeGreaterThan(0);
+      expect(count(w2)).toBeGreaterThan(0);
 
       expect(await w1.stop('SIGTERM')).toBe(0);
       const more = await Promise.all(

@@ -11,6 +11,7 @@ import { startMtlsTarget } from '../../scripts/lib/mtls-target.ts';
 import type { MtlsTarget } from '../../scripts/lib/mtls-target.ts';
 import { startRelay } from '../support/relay.ts';
 import type { Relay, StoreKind } from '../support/relay.ts';
+import type { SuiteOptions } from './suite-options.ts';
 import { call, forward, hexFingerprint } from './admin-client.ts';
 import type { ApiResponse } from './admin-client.ts';
 import { SEED, shapeMismatches } from './cloudflare-seed.ts';
@@ -32,8 +33,8 @@ function expectCfError(res: ApiResponse, status: number, code: number): void {
   expect(res.json.errors[0].documentation_url).toMatch(/^\/docs\/errors#[a-z0-9_]+$/);
 }
 
-export function defineManagementSuite(kind: StoreKind): void {
-  describe(`management API (${kind} store)`, () => {
+export function defineManagementSuite(kind: StoreKind, options: SuiteOptions = {}): void {
+  describe(`management API (${options.label ?? `${kind} store`})`, () => {
     let relay: Relay;
     let clientCa: CA;
     let leafA: Issued;
@@ -59,7 +60,7 @@ export function defineManagementSuite(kind: StoreKind): void {
       });
       keys.push(leafA.keyPem, leafB.keyPem, expired.keyPem);
       target = await startMtlsTarget({ server: serverCert, clientCa: clientCa.certPem, requireClientCert: false });
-      relay = await startRelay({ kind, workers: 1, targetCaPem: serverCa.certPem });
+      relay = await startRelay({ kind, workers: 1, targetCaPem: serverCa.certPem, ...(options.vault === undefined ? {} : { vault: options.vault() }) });
     });
 
     afterAll(async () => {

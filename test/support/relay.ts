@@ -1,6 +1,6 @@
 /**
- * Starts the whole relay for one test file: a private Redis, optionally the Vault-compatible server, the
- * real api and worker processes, and a CertificateStore in the test process (same Redis, same master key,
+ * Starts the whole relay for one test file: a private Redis (the store, or Vault: a server the test file started),
+ * the real api and worker processes, and a CertificateStore in the test process (same Redis, same master key,
  * same prefix) for seeding certificates and mappings the way the admin API does (store change published).
  */
 import { randomBytes } from 'node:crypto';
@@ -16,15 +16,14 @@ import { startTestRedis } from './redis.ts';
 import type { TestRedis } from './redis.ts';
 import { startService } from './services.ts';
 import type { ServiceProcess } from './services.ts';
-import { startVaultServer } from './vault-server.ts';
-import type { VaultServer } from './vault-server.ts';
 
 export type StoreKind = 'embedded' | 'vault';
 
 export interface Relay {
   kind: StoreKind;
   redis: TestRedis;
-  vault: VaultServer | undefined;
+  /** The Vault-API server and credentials the relay uses (kind 'vault'). */
+  vault: VaultTarget | undefined;
   prefix: string;
   masterKey: string;
   env: Record<string, string>;
@@ -50,14 +49,42 @@ export interface RelayOptions {
   targetCaPem?: string;
   env?: Record<string, string>;
   redis?: TestRedis;
+  /**
+   * Required with kind 'vault': the Vault-API server of the test file (OpenBao, test/support/bao.ts). The relay
+   * logs in with `token` or with `roleId`/`secretId` (AppRole); the test process seeds the store with `adminToken`.
+   */
+  vault?: VaultTarget;
   /** Drop the services' output once they are up instead of keeping it (the bench). */
   discardOutput?: boolean;
+}
+
+export interface VaultTarget {
+  addr: string;
+  /** The token the test process seeds the store with (a root token). */
+  adminToken: string;
+  token?: string;
+  roleId?: string;
+  secretId?: string;
+  mount?: string;
+  pathPrefix?: string;
 }
 
 export async function startRelay(opts: RelayOptions = {}): Promise<Relay> {
   const kind = opts.kind ?? 'embedded';
   const redis = opts.redis ?? (await startTestRedis());
-  const vault = kind === 'vault' ? await startVaultServer() : undefined;
+  if (kind === 'vault' && opts.vault === undefined) throw new Error('startRelay: kind "vault" needs the vault option (a server from test/support/bao.ts)');
+  const target: VaultTarget | undefined = kind === 'vault' ? opts.vault : undefined;
+  const vaultEnv: Record<string, string> =
+    target === undefined
+      ? {}
+      : {
+          VAULT_ADDR: target.addr,
+          ...(target.token === undefined ? {} : { VAULT_TOKEN: target.token }),
+          ...(target.roleId === undefined ? {} : { VAULT_ROLE_ID: target.roleId }),
+          ...(target.secretId === undefined ? {} : { VAULT_SECRET_ID: target.secretId }),
+          ...(target.mount === undefined ? {} : { VAULT_KV_MOUNT: target.mount }),
+          ...(target.pathPrefix === undefined ? {} : { VAULT_PATH_PREFIX: target.pathPrefix }),
+        };
   const prefix = `t${randomBytes(4).toString('hex')}`;
   const masterKey = randomBytes(32).toString('base64');
   const dir = mkdtempSync(join(tmpdir(), 'mtls-relay-e2e-'));
@@ -77,7 +104,7 @@ export async function startRelay(opts: RelayOptions = {}): Promise<Relay> {
     WORKER_CONCURRENCY: '8',
     // Authentication is always on; relay.auth() signs an admin token for every account with this secret.
     AUTH_JWT_SECRET: randomBytes(32).toString('base64'),
-    ...(vault === undefined ? {} : { VAULT_ADDR: vault.addr, VAULT_TOKEN: vault.rootToken }),
+    ...vaultEnv,
     ...opts.env,
   };
   if (opts.targetCaPem !== undefined) {
@@ -89,9 +116,15 @@ export async function startRelay(opts: RelayOptions = {}): Promise<Relay> {
   const client = redis.client();
   const ring = createKeyRing(Buffer.from(masterKey, 'base64'));
   const backend: DocumentBackend =
-    vault === undefined
+    target === undefined
       ? new EmbeddedBackend(client, ring, prefix)
-      : new VaultBackend({ addr: vault.addr, token: vault.rootToken, mount: 'secret', pathPrefix: 'mtls-relay', timeoutMs: 5000 });
+      : new VaultBackend({
+          addr: target.addr,
+          token: target.adminToken,
+          mount: target.mount ?? 'secret',
+          pathPrefix: target.pathPrefix ?? 'mtls-relay',
+          timeoutMs: 5000,
+        });
   const store = new CertificateStore(backend, {
     onChange: async (accountId) => {
       await client.publish(storeChangeChannel(prefix), accountId);
@@ -124,7 +157,7 @@ export async function startRelay(opts: RelayOptions = {}): Promise<Relay> {
   const relay: Relay = {
     kind,
     redis,
-    vault,
+    vault: target,
     prefix,
     masterKey,
     env,
@@ -141,7 +174,6 @@ export async function startRelay(opts: RelayOptions = {}): Promise<Relay> {
       await backend.close();
       if (opts.redis === undefined) await redis.close();
       else client.disconnect();
-      await vault?.close();
       rmSync(dir, { recursive: true, force: true });
     },
   };

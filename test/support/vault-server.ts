@@ -40,6 +40,8 @@ export interface VaultServer {
   unseal(): void;
   /** When on, requests (except sys/health) never get an answer. */
   hang(on: boolean): void;
+  /** When on, requests (except sys/health) get a 200 whose body stops half-way: the connection is cut. */
+  cut(on: boolean): void;
   /** Every issued non-root token becomes invalid → 403 permission denied. */
   revokeAllTokens(): void;
   /** Issues a token as auth/token/create would. ttlSeconds defaults to Vault's 768h; 0 means it never expires. */
@@ -94,6 +96,7 @@ export async function startVaultServer(opts: VaultServerOptions = {}): Promise<V
   const clusterId = randomUUID();
   let sealed = false;
   let hanging = false;
+  let cutting = false;
   const hung = new Set<ServerResponse>();
   const sockets = new Set<Socket>();
 
@@ -128,6 +131,13 @@ export async function startVaultServer(opts: VaultServerOptions = {}): Promise<V
       return;
     }
     if (sealed) return send(res, fail(503, 'Vault is sealed'));
+    if (cutting) {
+      const text = JSON.stringify({ request_id: randomUUID(), data: { data: { cut: 'x'.repeat(1000) } } });
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+      res.write(text.slice(0, 100));
+      setTimeout(() => res.socket?.destroy(), 20);
+      return;
+    }
 
     const text = await readBody(req);
     let body: unknown;
@@ -195,6 +205,7 @@ export async function startVaultServer(opts: VaultServerOptions = {}): Promise<V
     seal: () => void (sealed = true),
     unseal: () => void (sealed = false),
     hang: (on) => void (hanging = on),
+    cut: (on) => void (cutting = on),
     revokeAllTokens: () => tokens.revokeAll(),
     createToken: (o = {}) =>
       tokens.issue({

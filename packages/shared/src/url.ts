@@ -88,7 +88,7 @@ export function isValidAccountId(id: string): boolean {
 
 export function assertAccountId(id: string): string {
   if (!isValidAccountId(id)) {
-    throw new RelayError('invalid_account_id', 'accountId must be 1-128 letters, digits, ".", "_" or "-", without ".."');
+    throw new RelayError('invalid_account_id', 'accountId must be a letter or digit followed by up to 127 letters, digits, ".", "_" or "-", without ".."');
   }
   return id;
 }

@@ -14,6 +14,7 @@ describe('Cloudflare error codes', () => {
     expect(cloudflareCode('invalid_private_key')).toBe(12003);
     expect(cloudflareCode('certificate_not_current')).toBe(12004);
     expect(cloudflareCode('invalid_hostname')).toBe(12005);
+    expect(cloudflareCode('store_denied')).toBe(12015);
     expect(cloudflareCode('not_found')).toBe(12006);
     expect(cloudflareCode('conflict')).toBe(12007);
     expect(cloudflareCode('internal')).toBe(12500);

@@ -19,8 +19,10 @@ const cfFailure = (description: string, headers: Obj = {}): Obj => ({ descriptio
 const cfOk = (description: string, result: Obj, withInfo = false): Obj => ({ description, content: json(cloudflareSuccess(result, withInfo)) });
 const requestId = { name: 'X-Request-Id', in: 'header', required: false, description: 'Taken when given (1–128 visible ASCII characters), else generated; echoed, passed to the target and logged', schema: { type: 'string', maxLength: 128 } };
 const pathParam = (name: string, description: string): Obj => ({ name, in: 'path', required: true, description, schema: { type: 'string' } });
-const accountParam = pathParam('accountId', 'Account id (1–128 letters, digits, ".", "_", "-")');
-const cfAccountParam = pathParam('account_id', 'Account id');
+/** Account ids: a letter or digit, then up to 127 letters, digits, ".", "_" or "-", never "..": else 400 invalid_account_id. */
+const ACCOUNT_ID_PATTERN = '^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$';
+const accountParam = { ...pathParam('accountId', 'Account id (a letter or digit, then up to 127 letters, digits, ".", "_", "-"; no "..")'), schema: { type: 'string', pattern: ACCOUNT_ID_PATTERN } };
+const cfAccountParam = { ...pathParam('account_id', 'Account id (a letter or digit, then up to 127 letters, digits, ".", "_", "-"; no "..")'), schema: { type: 'string', pattern: ACCOUNT_ID_PATTERN } };
 const denied = { '401': problem('Credentials are missing or invalid'), '403': problem('The credentials may not do this') };
 const cfDenied = { '401': cfFailure('Credentials are missing or invalid'), '403': cfFailure('The credentials may not act on this account') };
 // Certificate store failures, mapped once (packages/shared/src/errors.ts relayErrorOf): only 503 is worth a retry.
@@ -34,7 +36,11 @@ const storeFaults = {
   '502': problem(storeFaultText['502']),
   '503': problem(storeFaultText['503'], { 'Retry-After': header('Seconds') }),
 };
-const cfStoreFaults = { '500': cfFailure(storeFaultText['500']), '502': cfFailure(storeFaultText['502']), '503': cfFailure(storeFaultText['503']) };
+const cfStoreFaults = {
+  '500': cfFailure(`12500 ${storeFaultText['500']}`),
+  '502': cfFailure(`12015 ${storeFaultText['502']}`),
+  '503': { ...cfFailure(`12009 ${storeFaultText['503']}`), headers: { 'Retry-After': header('Seconds') } },
+};
 const relayHeaders = {
   'X-Request-Id': header('The request id'),
   'LP-job-id': header('The job that carried the request'),
@@ -53,7 +59,7 @@ function forwardOperation(method: (typeof FORWARD_METHODS)[number]): Obj {
     summary: `Relay a ${method} to the target named in LP-forward-url, with the mapped client certificate`,
     parameters: [
       accountParam,
-      { name: 'LP-forward-url', in: 'header', required: true, description: 'Absolute https URL of the target', schema: { type: 'string' } },
+      { name: 'LP-forward-url', in: 'header', required: true, description: 'Absolute https URL of the target (http only with ALLOW_HTTP_TARGETS=true)', schema: { type: 'string', format: 'uri', pattern: '^https?://' } },
       { name: 'LP-service-name', in: 'header', required: false, description: 'The calling service: part of the mapping key', schema: { type: 'string', maxLength: 256 } },
       { name: 'LP-authorization-override', in: 'header', required: false, description: "Sent to the target as its Authorization header", schema: { type: 'string' } },
       { name: 'LP-stop-if-certificate-not-found', in: 'header', required: false, description: '`true`: 422 instead of sending without a certificate', schema: { enum: ['true', 'false'] } },
@@ -167,7 +173,7 @@ const paths: Obj = {
       requestBody: { required: true, content: json({ type: 'array', maxItems: 1000, items: ref('MappingTuple') }) },
       responses: {
         '200': { description: 'One boolean per tuple', content: json({ oneOf: [ref('MappingCheckV1'), ref('MappingCheckV2')] }) },
-        '400': problem('Invalid body or query'), ...denied, ...storeFaults, '503': problem('Queue or certificate store unavailable'), '504': problem('The check did not finish in time'),
+        '400': problem('Invalid body or query'), ...denied, ...storeFaults, '503': problem('Queue or certificate store unavailable', { 'Retry-After': header('Seconds') }), '504': problem('The check did not finish in time'),
       },
     },
   },
@@ -178,19 +184,19 @@ const paths: Obj = {
       requestBody: { required: true, content: json(ref('NewMapping')) },
       responses: {
         '201': { description: 'Created', headers: { Location: header('The mapping') }, content: json(ref('Mapping')) },
-        '400': problem('Invalid body'), ...denied, '404': problem('Unknown certificate'), '409': problem('A mapping for this service and URL exists'), ...storeFaults,
+        '400': problem('Invalid body or account id'), ...denied, '404': problem('Unknown certificate'), '409': problem('A mapping for this service and URL exists'), ...storeFaults,
       },
     },
   },
   '/mtls/account/{accountId}/mappings/{mappingId}': {
-    get: { operationId: 'getMapping', tags: ['mappings'], summary: 'One mapping', parameters: [accountParam, pathParam('mappingId', 'Mapping id')], responses: { '200': { description: 'The mapping', content: json(ref('Mapping')) }, ...denied, '404': problem('No such mapping'), ...storeFaults } },
-    delete: { operationId: 'deleteMapping', tags: ['mappings'], summary: 'Remove a mapping', parameters: [accountParam, pathParam('mappingId', 'Mapping id')], responses: { '204': { description: 'Removed' }, ...denied, '404': problem('No such mapping'), ...storeFaults } },
+    get: { operationId: 'getMapping', tags: ['mappings'], summary: 'One mapping', parameters: [accountParam, pathParam('mappingId', 'Mapping id')], responses: { '200': { description: 'The mapping', content: json(ref('Mapping')) }, '400': problem('Invalid account id'), ...denied, '404': problem('No such mapping'), ...storeFaults } },
+    delete: { operationId: 'deleteMapping', tags: ['mappings'], summary: 'Remove a mapping', parameters: [accountParam, pathParam('mappingId', 'Mapping id')], responses: { '204': { description: 'Removed' }, '400': problem('Invalid account id'), ...denied, '404': problem('No such mapping'), ...storeFaults } },
   },
   '/accounts/{account_id}/access/certificates': {
     get: {
       operationId: 'listCertificates', tags: ['certificates'], summary: 'Client certificates of the account (Cloudflare shape)',
       parameters: [cfAccountParam, { name: 'page', in: 'query', required: false, schema: { type: 'integer', minimum: 1 } }, { name: 'per_page', in: 'query', required: false, schema: { type: 'integer', minimum: 1, maximum: 1000 } }],
-      responses: { '200': cfOk('A page of certificates', { type: 'array', items: ref('Certificate') }, true), '400': cfFailure('Invalid paging'), ...cfDenied, ...cfStoreFaults },
+      responses: { '200': cfOk('A page of certificates', { type: 'array', items: ref('Certificate') }, true), '400': cfFailure('Invalid paging or account id'), ...cfDenied, ...cfStoreFaults },
     },
     post: {
       operationId: 'createCertificate', tags: ['certificates'],
@@ -199,35 +205,35 @@ const paths: Obj = {
       requestBody: { required: true, content: { ...json(ref('NewCertificate')), 'multipart/form-data': { schema: ref('NewCertificateUpload') } } },
       responses: {
         '201': cfOk('Created', ref('Certificate')),
-        '400': cfFailure('Bad PEM, key not matching, not a CA (root), expired, bad hostname, unreadable PKCS#12, wrong passphrase, no key, unsupported algorithm'),
+        '400': cfFailure('Bad PEM, key not matching, not a CA (root), expired, bad hostname, unreadable PKCS#12, wrong passphrase, no key, unsupported algorithm, invalid account id'),
         ...cfDenied, '409': cfFailure('Duplicate name'), '413': cfFailure('Body (or file) too large'), ...cfStoreFaults,
       },
     },
   },
   '/accounts/{account_id}/access/certificates/settings': {
-    get: { operationId: 'getHostnameSettings', tags: ['certificates'], summary: 'Per-hostname settings', parameters: [cfAccountParam], responses: { '200': cfOk('Settings', { type: 'array', items: ref('HostnameSetting') }), ...cfDenied, ...cfStoreFaults } },
+    get: { operationId: 'getHostnameSettings', tags: ['certificates'], summary: 'Per-hostname settings', parameters: [cfAccountParam], responses: { '200': cfOk('Settings', { type: 'array', items: ref('HostnameSetting') }), '400': cfFailure('Invalid account id'), ...cfDenied, ...cfStoreFaults } },
     put: {
       operationId: 'putHostnameSettings', tags: ['certificates'], summary: 'Replace the per-hostname settings', parameters: [cfAccountParam],
       description:
         '`client_certificate_forwarding: true` makes every forward to that host require a client certificate (422 `certificate_required` when none is valid, instead of sending without mTLS). ' +
         '`china_network` is kept and returned for Cloudflare compatibility only: it has no effect in the relay.',
       requestBody: { required: true, content: json({ type: 'object', required: ['settings'], properties: { settings: { type: 'array', maxItems: 1000, items: ref('HostnameSetting') } } }) },
-      responses: { '202': cfOk('Saved', { type: 'array', items: ref('HostnameSetting') }), '400': cfFailure('Invalid body'), ...cfDenied, ...cfStoreFaults },
+      responses: { '202': cfOk('Saved', { type: 'array', items: ref('HostnameSetting') }), '400': cfFailure('Invalid body or account id'), ...cfDenied, ...cfStoreFaults },
     },
   },
   '/accounts/{account_id}/access/certificates/{certificate_id}': {
-    get: { operationId: 'getCertificate', tags: ['certificates'], summary: 'One certificate', parameters: [cfAccountParam, pathParam('certificate_id', 'Certificate id')], responses: { '200': cfOk('The certificate', ref('Certificate')), ...cfDenied, '404': cfFailure('No such certificate'), ...cfStoreFaults } },
+    get: { operationId: 'getCertificate', tags: ['certificates'], summary: 'One certificate', parameters: [cfAccountParam, pathParam('certificate_id', 'Certificate id')], responses: { '200': cfOk('The certificate', ref('Certificate')), '400': cfFailure('Invalid account id'), ...cfDenied, '404': cfFailure('No such certificate'), ...cfStoreFaults } },
     put: {
       operationId: 'updateCertificate', tags: ['certificates'], summary: 'Rename, re-associate hostnames, or rotate the material (PEM or PKCS#12)', parameters: [cfAccountParam, pathParam('certificate_id', 'Certificate id')],
       requestBody: { required: true, content: { ...json(ref('CertificateUpdate')), 'multipart/form-data': { schema: ref('CertificateUpdateUpload') } } },
       responses: {
-        '200': cfOk('Updated', ref('Certificate')), '400': cfFailure('Invalid body or material'), ...cfDenied, '404': cfFailure('No such certificate'),
+        '200': cfOk('Updated', ref('Certificate')), '400': cfFailure('Invalid body, material or account id'), ...cfDenied, '404': cfFailure('No such certificate'),
         '409': cfFailure('Duplicate name, or changed concurrently'), '413': cfFailure('Body (or file) too large'), ...cfStoreFaults,
       },
     },
     delete: {
       operationId: 'deleteCertificate', tags: ['certificates'], summary: 'Remove a certificate (refused while mappings use it)', parameters: [cfAccountParam, pathParam('certificate_id', 'Certificate id')],
-      responses: { '200': cfOk('Removed', { type: 'object', required: ['id'], properties: { id: { type: 'string' } } }), ...cfDenied, '404': cfFailure('No such certificate'), '409': cfFailure('Still mapped'), ...cfStoreFaults },
+      responses: { '200': cfOk('Removed', { type: 'object', required: ['id'], properties: { id: { type: 'string' } } }), '400': cfFailure('Invalid account id'), ...cfDenied, '404': cfFailure('No such certificate'), '409': cfFailure('Still mapped'), ...cfStoreFaults },
     },
   },
 };

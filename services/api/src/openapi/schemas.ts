@@ -125,7 +125,7 @@ export const schemas: Record<string, Record<string, unknown>> = {
   NewMapping: {
     type: 'object',
     required: ['serviceName', 'url', 'certificateId'],
-    properties: { serviceName: { type: 'string', maxLength: 256 }, url: { type: 'string', maxLength: 4096 }, certificateId: { type: 'string', maxLength: 64 } },
+    properties: { serviceName: { type: 'string', maxLength: 256 }, url: { type: 'string', format: 'uri', pattern: '^https?://', maxLength: 4096 }, certificateId: { type: 'string', maxLength: 64 } },
   },
   Mapping: {
     type: 'object',
