@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ERROR_CATALOGUE, isStoreFault, RelayError, relayErrorOf, StoreError } from './errors.ts';
+import { decodeFailure, encodeFailure, ERROR_CATALOGUE, fromErrorPayload, isStoreFault, RelayError, relayErrorOf, StoreError } from './errors.ts';
 
 describe('relayErrorOf: the one mapping of store failures', () => {
   it.each([
@@ -37,5 +37,23 @@ describe('relayErrorOf: the one mapping of store failures', () => {
 
   it('store_denied is in the catalogue as a non-retryable 502', () => {
     expect(ERROR_CATALOGUE.store_denied.status).toBe(502);
+  });
+});
+
+describe('the failure wire format', () => {
+  it('round-trips a relay error, Retry-After included', () => {
+    const err = new RelayError('circuit_open', 'paused', { retryAfter: 7 });
+    expect(decodeFailure(encodeFailure(err))).toEqual({ code: 'circuit_open', detail: 'paused', retryAfter: 7 });
+    expect(fromErrorPayload(decodeFailure(encodeFailure(new RelayError('target_timeout'))))).toMatchObject({ code: 'target_timeout', status: 504 });
+  });
+
+  it("reads anything that is not one of ours (BullMQ's own failedReason, garbage, an unknown code) as internal", () => {
+    for (const text of ['job stalled more than allowable limit', '', undefined, '{"code":"no_such_code"}', 'null', '{"detail":"x"}']) {
+      expect(decodeFailure(text), String(text)).toEqual({ code: 'internal', detail: 'the job failed' });
+    }
+  });
+
+  it('keeps only well-typed members', () => {
+    expect(decodeFailure('{"code":"store_unavailable","detail":42,"retryAfter":"soon","extra":"x"}')).toEqual({ code: 'store_unavailable', detail: '' });
   });
 });

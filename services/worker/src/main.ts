@@ -21,7 +21,8 @@ import type { Queue } from 'bullmq';
 import { workerShutdown } from './shutdown.ts';
 import { Limiter } from './limiter.ts';
 import { ForwardRecorder } from './recorder.ts';
-import { backoffDelay, producerQueue, retryJobAdder, startWorkers } from './worker.ts';
+import { backoffDelay } from './retry.ts';
+import { producerQueue, retryJobAdder, startWorkers } from './worker.ts';
 
 // Typed, so that TypeScript knows boot.fatal and boot.configError do not return.
 const boot: Bootstrap = bootstrap('worker', process);

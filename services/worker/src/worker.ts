@@ -7,26 +7,14 @@ import type { ForwardBatch, ForwardEntry, JobName, ReplyMessage } from '@mtls-re
 import { errorSummary } from '@mtls-relay/shared/logging';
 import type { Logger } from '@mtls-relay/shared/logging';
 import type { JobObserver } from './metrics.ts';
-import { AttemptError } from './processors/forward.ts';
+import { AttemptError, backoffDelay } from './retry.ts';
+import type { BackoffSettings } from './retry.ts';
 
-export interface WorkerSettings {
+export interface WorkerSettings extends BackoffSettings {
   prefix: string;
   /** Jobs one process holds at once per queue (a forward job carries a batch). */
   concurrency: number;
   lockDurationMs: number;
-  retryBaseDelayMs: number;
-  /** Upper bound of one backoff delay, ms. */
-  retryMaxDelayMs: number;
-}
-
-/**
- * Exponential backoff with full jitter; a target's Retry-After is a floor. `attemptsMade` counts every attempt
- * of the forward so far (those of its batch job included).
- */
-export function backoffDelay(attemptsMade: number, retryAfterSeconds: number | undefined, settings: Pick<WorkerSettings, 'retryBaseDelayMs' | 'retryMaxDelayMs'>): number {
-  const ceiling = Math.min(settings.retryMaxDelayMs, settings.retryBaseDelayMs * 2 ** Math.max(0, attemptsMade - 1));
-  const jittered = Math.floor(Math.random() * ceiling);
-  return Math.max(jittered, (retryAfterSeconds ?? 0) * 1000);
 }
 
 /** Adds the retry job that continues one forward of a batch: its id is the forward's id, BullMQ retries it with backoff. */

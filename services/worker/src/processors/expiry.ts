@@ -1,4 +1,5 @@
 import { UnrecoverableError } from 'bullmq';
+import { encodeFailure, RelayError } from '@mtls-relay/shared/errors';
 import type { Job, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { EXPIRY_THRESHOLDS_DAYS, expiryJobSchema, expirySnapshotKey, retention } from '@mtls-relay/shared/jobs';
@@ -39,7 +40,7 @@ export function createExpiryProcessor(deps: ExpiryDeps): (job: Job) => Promise<E
   const now = deps.now ?? Date.now;
   return async (job) => {
     if (!expiryJobSchema.safeParse(job.data).success) {
-      throw new UnrecoverableError(JSON.stringify({ code: 'invalid_job', detail: 'the job payload is not valid' }));
+      throw new UnrecoverableError(encodeFailure(new RelayError('invalid_job', 'the job payload is not valid')));
     }
     const log = deps.logger.child({ jobId: job.id, check: 'certificate-expiry' });
     const checkedAt = now();

@@ -4,14 +4,15 @@ import type { KeyRing } from '@mtls-relay/shared/crypto';
 import { encodeFailure, RelayError, relayErrorOf, toErrorPayload } from '@mtls-relay/shared/errors';
 import type { ForwardRecord } from '@mtls-relay/shared/forward-records';
 import { relayableResponseHeaders } from '@mtls-relay/shared/http';
-import { forwardBatchSchema, IDEMPOTENT_METHODS, openRequest, sealResponse } from '@mtls-relay/shared/jobs';
+import { forwardBatchSchema, openRequest, sealResponse } from '@mtls-relay/shared/jobs';
 import type { ForwardBatch, ForwardBatchResult, ForwardEntry, ForwardResult, HeaderList } from '@mtls-relay/shared/jobs';
 import type { Logger } from '@mtls-relay/shared/logging';
 import { parseTargetUrl } from '@mtls-relay/shared/url';
 import type { BreakerRegistry } from '../breakers.ts';
 import type { TargetClient } from '../clients/target.ts';
 import type { ForwardObserver } from '../metrics.ts';
-import { parseRetryAfter, RETRYABLE_STATUS, retryClassOf } from '../outcome.ts';
+import { parseRetryAfter, RETRYABLE_STATUS } from '../outcome.ts';
+import { afterFailure, AttemptError, isRetrySafe } from '../retry.ts';
 import type { ForwardRecorder } from '../recorder.ts';
 import type { CertificateResolver } from '../resolver.ts';
 import type { Limiter } from '../limiter.ts';
@@ -37,31 +38,6 @@ export interface ForwardDeps {
   instanceId: string;
   /** How long a takeover waits for a still-connected previous runner to record its forwards. */
   takeoverWaitMs: number;
-}
-
-/** A failed attempt that BullMQ may retry (retry jobs only); `retryAfter` (seconds) feeds the backoff strategy. */
-export class AttemptError extends Error {
-  readonly retryAfter: number | undefined;
-  constructor(payload: string, retryAfter: number | undefined) {
-    super(payload);
-    this.name = 'AttemptError';
-    this.retryAfter = retryAfter;
-  }
-}
-
-/** May this forward be sent again after it possibly reached the target? */
-export function isRetrySafe(entry: Pick<ForwardEntry, 'method' | 'idempotencyKey'>): boolean {
-  return IDEMPOTENT_METHODS.has(entry.method) || entry.idempotencyKey !== undefined;
-}
-
-/**
- * What to do after a failed attempt: `retry` (another attempt follows), or `final` (the failure is the outcome).
- * Before-send failures are retried for every method; after-send ones only when the forward is retry-safe.
- */
-export function afterFailure(err: RelayError, entry: Pick<ForwardEntry, 'method' | 'idempotencyKey'>, lastAttempt: boolean): 'retry' | 'final' {
-  const retryClass = retryClassOf(err.code);
-  const retryable = retryClass === 'before-send' || (retryClass === 'after-send' && isRetrySafe(entry));
-  return retryable && !lastAttempt ? 'retry' : 'final';
 }
 
 /**

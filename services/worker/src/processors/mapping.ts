@@ -1,6 +1,6 @@
 import { UnrecoverableError } from 'bullmq';
 import type { Job } from 'bullmq';
-import { RelayError, relayErrorOf, toErrorPayload } from '@mtls-relay/shared/errors';
+import { encodeFailure, RelayError, relayErrorOf } from '@mtls-relay/shared/errors';
 import { mappingJobSchema } from '@mtls-relay/shared/jobs';
 import type { MappingResult, MappingTuple } from '@mtls-relay/shared/jobs';
 import { parseTargetUrl, isValidAccountId } from '@mtls-relay/shared/url';
@@ -14,7 +14,7 @@ import type { CertificateResolver } from '../resolver.ts';
 export function createMappingProcessor(deps: { resolver: CertificateResolver }): (job: Job) => Promise<MappingResult> {
   return async (job) => {
     const parsed = mappingJobSchema.safeParse(job.data);
-    if (!parsed.success) throw new UnrecoverableError(JSON.stringify({ code: 'invalid_job', detail: 'the job payload is not valid' }));
+    if (!parsed.success) throw new UnrecoverableError(encodeFailure(new RelayError('invalid_job', 'the job payload is not valid')));
     try {
       const exact = parsed.data.match === 'exact';
       const exists = await Promise.all(parsed.data.tuples.map((t) => hasCertificate(deps.resolver, t, exact)));
@@ -23,7 +23,7 @@ export function createMappingProcessor(deps: { resolver: CertificateResolver }):
       // Store failures as everywhere else (relayErrorOf): only an unavailable store is worth another attempt.
       const mapped = relayErrorOf(err);
       if (!(mapped instanceof RelayError)) throw err;
-      const payload = JSON.stringify(toErrorPayload(mapped));
+      const payload = encodeFailure(mapped);
       throw mapped.code === 'store_unavailable' ? new Error(payload) : new UnrecoverableError(payload);
     }
   };
