@@ -92,7 +92,7 @@ const workers = startWorkers({
       resolver,
       target,
       breakers,
-      recorder: new ForwardRecorder(recordsRedis, config.QUEUE_PREFIX, logger),
+      recorder: new ForwardRecorder(recordsRedis, config.QUEUE_PREFIX, logger, { noteWithinMs: Math.min(1_000, Math.floor(config.JOB_LOCK_MS / 4)) }),
       retry: retryJobAdder(queues[JOB_NAMES.indexOf('forward')] as Queue),
       backoff: (attemptsMade, retryAfter) => backoffDelay(attemptsMade, retryAfter, retrySettings),
       limiter: new Limiter(config.WORKER_CONCURRENCY),

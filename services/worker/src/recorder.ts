@@ -46,11 +46,16 @@ export class ForwardRecorder {
   flushes = 0;
   records = 0;
 
-  constructor(redis: Redis, prefix: string, logger: Logger, queue = 'forward') {
+  readonly #noteWithinMs: number;
+  #noteTimer: NodeJS.Timeout | undefined;
+
+  /** `noteWithinMs`: a runner note waits at most this long for a record pipeline to travel with (well under the job lock). */
+  constructor(redis: Redis, prefix: string, logger: Logger, options: { queue?: string; noteWithinMs?: number } = {}) {
     this.#redis = redis;
     this.#prefix = prefix;
-    this.#queue = queue;
+    this.#queue = options.queue ?? 'forward';
     this.#logger = logger;
+    this.#noteWithinMs = options.noteWithinMs ?? 1_000;
   }
 
   /** Resolves once the record is in Redis (and the reply published). */
@@ -62,13 +67,21 @@ export class ForwardRecorder {
   }
 
   /**
-   * Notes which worker runs a job (read when the job is taken over), in the next pipeline: it is written
-   * while the job's first forwards are on their way, long before its lock can expire; a worker that dies
-   * before it is written has sent nothing the note could speak for, and a takeover then treats it as gone.
+   * Notes which worker runs a job (read when a job is taken over after its lock expired). The note travels with
+   * the next record pipeline, or on its own after `noteWithinMs`, long before the job's lock can expire, so it
+   * costs no write of its own on the lone caller's path. A worker that dies before its note is written is found
+   * not connected by a takeover, as it would be with the note. (Under a Redis stall the note is already queued on
+   * the connection when the takeover could begin, so it lands first.)
    */
   markRunner(jobId: string, runner: string): void {
     this.#runners.push({ jobId, runner });
-    this.#schedule();
+    if (this.#noteTimer === undefined) {
+      this.#noteTimer = setTimeout(() => {
+        this.#noteTimer = undefined;
+        this.#schedule(true);
+      }, this.#noteWithinMs);
+      this.#noteTimer.unref();
+    }
   }
 
   /** The previous runner of a job, if one was noted. */
@@ -101,8 +114,9 @@ export class ForwardRecorder {
     return false;
   }
 
-  #schedule(): void {
-    if (this.#scheduled || this.#flushing || (this.#pending.length === 0 && this.#runners.length === 0)) return;
+  /** A flush soon, for records; runner notes alone only when `notesDue` (their timer fired). */
+  #schedule(notesDue = false): void {
+    if (this.#scheduled || this.#flushing || (this.#pending.length === 0 && !(notesDue && this.#runners.length > 0))) return;
     this.#scheduled = true;
     setImmediate(() => {
       this.#scheduled = false;
@@ -112,6 +126,10 @@ export class ForwardRecorder {
 
   async #flush(): Promise<void> {
     this.#flushing = true;
+    if (this.#noteTimer !== undefined) {
+      clearTimeout(this.#noteTimer);
+      this.#noteTimer = undefined;
+    }
     const batch = this.#pending;
     const runners = this.#runners;
     this.#pending = [];
@@ -142,7 +160,8 @@ export class ForwardRecorder {
       for (const p of batch) p.reject(err);
     } finally {
       this.#flushing = false;
-      this.#schedule();
+      // Notes whose timer fired while this pipeline was on the wire are due now.
+      this.#schedule(this.#noteTimer === undefined);
     }
   }
 }
