@@ -7,7 +7,7 @@ import { X509Certificate } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CertificateMaterial } from '../packages/shared/src/store/types.ts';
 import { parseTargetUrl } from '../packages/shared/src/url.ts';
-import { TargetClient } from '../services/worker/src/clients/target.ts';
+import { TargetClient } from '../services/worker/src/outbound/target.ts';
 import { createCA, issueCertificate } from '../scripts/lib/pki.ts';
 import type { CA, Pem } from '../scripts/lib/pki.ts';
 import { startMtlsTarget } from '../scripts/lib/mtls-target.ts';

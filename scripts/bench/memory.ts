@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
 import { BreakerRegistry } from '../../services/worker/src/breakers.ts';
-import { TargetClient } from '../../services/worker/src/clients/target.ts';
+import { TargetClient } from '../../services/worker/src/outbound/target.ts';
 import type { CertificateMaterial } from '../../packages/shared/src/store/types.ts';
 import { createCA, issueCertificate } from '../lib/pki.ts';
 

@@ -3,8 +3,8 @@ import type { Redis } from 'ioredis';
 import { createShutdown } from '@mtls-relay/shared/lifecycle';
 import type { Logger } from '@mtls-relay/shared/logging';
 import type { DocumentBackend } from '@mtls-relay/shared/store';
-import type { JobQueues } from './clients/queue.ts';
-import type { ResultWaiter } from './clients/waiter.ts';
+import type { JobQueues } from './queueing/queue.ts';
+import type { ResultWaiter } from './queueing/waiter.ts';
 
 /**
  * Readiness goes false first (so a load balancer stops sending), then the server stops accepting and lets

@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import CircuitBreaker from 'opossum';
 import { RelayError } from '@mtls-relay/shared/errors';
 import type { Logger } from '@mtls-relay/shared/logging';
-import { retryClassOf } from './outcome.ts';
+import { retryClassOf } from './transport-errors.ts';
 
 export interface BreakerSettings {
   /** Failure percentage in the rolling window above which the breaker opens. */

@@ -1,7 +1,7 @@
 import { IDEMPOTENT_METHODS } from '@mtls-relay/shared/jobs';
 import type { ForwardEntry } from '@mtls-relay/shared/jobs';
 import type { RelayError } from '@mtls-relay/shared/errors';
-import { retryClassOf } from './outcome.ts';
+import { retryClassOf } from './transport-errors.ts';
 
 /** The retry rules of a forward, in one place: which failures get another attempt, and after how long. */
 

@@ -4,7 +4,7 @@ import { createShutdown } from '@mtls-relay/shared/lifecycle';
 import type { Logger } from '@mtls-relay/shared/logging';
 import type { DocumentBackend } from '@mtls-relay/shared/store';
 import type { BreakerRegistry } from './breakers.ts';
-import type { TargetClient } from './clients/target.ts';
+import type { TargetClient } from './outbound/target.ts';
 
 /** Stop taking jobs and let those in flight finish (Worker.close), then close the clients. */
 export function workerShutdown(

@@ -6,8 +6,8 @@ import { mappingResultSchema } from '@mtls-relay/shared/jobs';
 import type { MappingTuple } from '@mtls-relay/shared/jobs';
 import { isValidAccountId, parseTargetUrl } from '@mtls-relay/shared/url';
 import { assertAccountAccess } from '../auth/access.ts';
-import type { JobQueues } from '../clients/queue.ts';
-import type { ResultWaiter } from '../clients/waiter.ts';
+import type { JobQueues } from '../queueing/queue.ts';
+import type { ResultWaiter } from '../queueing/waiter.ts';
 import { sendProblem } from '../problem.ts';
 
 export interface MappingCheckDeps {

@@ -9,9 +9,9 @@ import type { ForwardBatch, ForwardBatchResult, ForwardEntry, ForwardResult, Hea
 import type { Logger } from '@mtls-relay/shared/logging';
 import { parseTargetUrl } from '@mtls-relay/shared/url';
 import type { BreakerRegistry } from '../breakers.ts';
-import type { TargetClient } from '../clients/target.ts';
+import type { TargetClient } from '../outbound/target.ts';
 import type { ForwardObserver } from '../metrics.ts';
-import { parseRetryAfter, RETRYABLE_STATUS } from '../outcome.ts';
+import { parseRetryAfter, RETRYABLE_STATUS } from '../transport-errors.ts';
 import { afterFailure, AttemptError, isRetrySafe } from '../retry.ts';
 import type { ForwardRecorder } from '../recorder.ts';
 import type { CertificateResolver } from '../resolver.ts';

@@ -7,7 +7,7 @@ import { Agent, request } from 'undici';
 import { RelayError } from '@mtls-relay/shared/errors';
 import { TargetNotAllowedError } from '@mtls-relay/shared/net-policy';
 import { createCA, issueCertificate } from '../../../scripts/lib/pki.ts';
-import { classifyTransportError, parseRetryAfter, retryClassOf } from './outcome.ts';
+import { classifyTransportError, parseRetryAfter, retryClassOf } from './transport-errors.ts';
 
 /** The error a real undici request raises, or a failure when it succeeds. */
 async function failureOf(url: string, options: { agent?: Agent; signal?: AbortSignal } = {}): Promise<unknown> {

@@ -3,7 +3,7 @@ import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { ERROR_CATALOGUE } from '@mtls-relay/shared/errors';
 import { createLogger } from '@mtls-relay/shared/logging';
-import { createHealthServer, listen } from './http.ts';
+import { createHealthServer, listen } from './health-server.ts';
 
 async function withServer(ready: boolean, fn: (url: string) => Promise<void>): Promise<void> {
   const server = createHealthServer({

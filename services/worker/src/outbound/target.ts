@@ -7,7 +7,7 @@ import type { HeaderList } from '@mtls-relay/shared/jobs';
 import type { CertificateMaterial } from '@mtls-relay/shared/store';
 import { trustForTargets } from '@mtls-relay/shared/trust';
 import type { TargetUrl } from '@mtls-relay/shared/url';
-import { classifyTransportError } from '../outcome.ts';
+import { classifyTransportError } from '../transport-errors.ts';
 import type { ConnectGuard } from './guarded-lookup.ts';
 
 export interface TargetClientOptions {
