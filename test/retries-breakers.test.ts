@@ -87,6 +87,14 @@ describe('retries', () => {
     const res = await forward(`${await freshOrigin()}${path}`);
     expect(res.status).toBe(200);
     expect(arrivals.get(path)).toHaveLength(3);
+    // The attempt log says what happened: the target answered 503 (not that it could not be reached).
+    const jobId = String(res.headers['lp-job-id']);
+    const failed = await vi.waitFor(() => {
+      const lines = relay.workers.flatMap((w) => w.logs).filter((l) => l.msg === 'forward attempt failed' && l['jobId'] === jobId);
+      expect(lines).toHaveLength(2);
+      return lines;
+    }, { timeout: 5_000, interval: 50 });
+    expect(failed.map((l) => [l['code'], l['targetStatus'], l['willRetry']])).toEqual([['target_status', 503, true], ['target_status', 503, true]]);
   });
 
   it('a POST without Idempotency-Key to the same kind of target gets the 503 relayed; the target saw 1 request', async () => {
