@@ -141,10 +141,6 @@ export class JobQueues {
     return { id: jobId, ok: true, result: job.returnvalue };
   }
 
-  get connection(): Redis {
-    return this.#connection;
-  }
-
   async close(): Promise<void> {
     await Promise.all(Object.values(this.queues).map((q) => q.close()));
   }
