@@ -2,11 +2,14 @@
  * Crash safety with real processes: a worker killed with SIGKILL mid-request, SIGTERM draining, and an API
  * restart while its job runs. Short locks (JOB_LOCK_MS=2000) so that stalled-job recovery happens in seconds.
  */
+import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { request } from 'undici';
 import { createCA, issueCertificate } from '../scripts/lib/pki.ts';
 import { startMtlsTarget } from '../scripts/lib/mtls-target.ts';
 import type { MtlsTarget, TargetHandler } from '../scripts/lib/mtls-target.ts';
+import { ForwardRecords } from '../packages/shared/src/forward-records.ts';
+import { injectBatch } from './support/inject.ts';
 import { startRelay } from './support/relay.ts';
 import type { Relay } from './support/relay.ts';
 import { startService } from './support/services.ts';
@@ -100,6 +103,36 @@ describe('worker killed with SIGKILL mid-request', () => {
     const status = await request(`${relay.api.url}/mtls/jobs/${jobId}`, { headers: relay.auth() });
     expect(JSON.parse(await status.body.text())).toMatchObject({ state: 'failed', error: { code: 'delivery_uncertain' } });
     relay.workers.splice(relay.workers.indexOf(worker), 1);
+    await relay.startWorker();
+  });
+  it('a worker killed with a batch half sent: the POST it had started ends delivery_uncertain, the one still queued in it is sent once', async () => {
+    target.reset();
+    // One worker that sends one forward at a time, so that the second forward of the batch waits in it, unsent.
+    for (const w of [...relay.workers]) {
+      await w.stop('SIGTERM');
+      relay.workers.splice(relay.workers.indexOf(w), 1);
+    }
+    const narrow = await relay.startWorker({ WORKER_CONCURRENCY: '1' });
+    const tag = randomUUID().slice(0, 8);
+    const [first, second] = await injectBatch(relay, account, [
+      { method: 'POST', url: `${target.url}/first-${tag}?hold=1500` },
+      { method: 'POST', url: `${target.url}/second-${tag}` },
+    ]) as [string, string];
+    await target.waitForRequests(1);
+    expect(target.requests.map((r) => r.path.split('?')[0])).toEqual([`/first-${tag}`]);
+    narrow.proc.kill('SIGKILL');
+    relay.workers.splice(relay.workers.indexOf(narrow), 1);
+    await relay.startWorker();
+    const records = new ForwardRecords(relay.client, relay.prefix);
+    const outcome = (id: string) =>
+      vi.waitFor(async () => {
+        const o = await records.outcome(id);
+        if (o === null) throw new Error(`${id} not finished yet`);
+        return o;
+      }, { timeout: 15_000, interval: 100 });
+    expect(await outcome(first)).toMatchObject({ ok: false, error: { code: 'delivery_uncertain' } });
+    expect(await outcome(second)).toMatchObject({ ok: true, result: { status: 200 } });
+    expect(target.requests.map((r) => r.path.split('?')[0]).sort()).toEqual([`/first-${tag}`, `/second-${tag}`]);
     await relay.startWorker();
   });
 });

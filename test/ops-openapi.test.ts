@@ -92,7 +92,7 @@ describe('the OpenAPI document', () => {
       logger, ring, queues, idempotency, waiter,
       store: new CertificateStore(new EmbeddedBackend(redis, ring, 'openapi-routes')),
       records: new ForwardRecords(redis, 'openapi-routes'),
-      dispatcher: new ForwardDispatcher({ ring, queues, waiter, idempotency, logger }, { forwardAttempts: 1, resultTtlSeconds: 60, maxBatchBytes: 1024 * 1024, maxInFlight: 1 }),
+      dispatcher: new ForwardDispatcher({ ring, queues, waiter, idempotency, logger }, { forwardAttempts: 1, resultTtlSeconds: 60, maxBatchBytes: 1024 * 1024, maxInFlight: 1, admissionMs: 5_000, maxPending: 100 }),
       checkTarget: () => undefined,
       bodyLimitBytes: 1024, syncWaitMs: 1000, allowHttp: false, readiness: [], isShuttingDown: () => false,
     });

@@ -51,3 +51,42 @@ export async function injectForward(relay: Relay, accountId: string, urls: reado
   }
   return outcomes;
 }
+
+/**
+ * Adds ONE batch job carrying these forwards straight to the relay's queue (as the api's group commit would when
+ * they arrive together) and returns their forward ids, in order.
+ */
+export async function injectBatch(relay: Relay, accountId: string, forwards: ReadonlyArray<{ method: 'GET' | 'POST'; url: string }>): Promise<string[]> {
+  const ring = createKeyRing(Buffer.from(relay.masterKey, 'base64'));
+  const queue = new Queue('forward', { connection: relay.client, ...queueOptions(relay.prefix) });
+  const batchId = newBatchId();
+  const ids = forwards.map((_, i) => forwardIdOf(batchId, i));
+  const data: ForwardBatch = {
+    v: 2,
+    forwards: forwards.map((f, i) => {
+      const id = ids[i] as string;
+      const u = new URL(f.url);
+      return {
+        id,
+        accountId,
+        serviceName: '',
+        url: `${u.origin}${u.pathname}`,
+        method: f.method,
+        requireCertificate: false,
+        requestId: id,
+        request: sealRequest(ring, id, { headers: [], query: u.search, body: Buffer.from(f.method === 'POST' ? 'payload' : '') }),
+        enqueuedAt: Date.now(),
+      };
+    }),
+    attemptsBefore: 0,
+    maxAttempts: 3,
+    keepSeconds: 600,
+    retry: false,
+  };
+  try {
+    await queue.add('forward', data, { jobId: batchId, attempts: 1 });
+  } finally {
+    await queue.close();
+  }
+  return ids;
+}

@@ -54,6 +54,8 @@ const dispatcher = new ForwardDispatcher(
     resultTtlSeconds: config.RESULT_TTL_SECONDS,
     maxBatchBytes: config.FORWARD_BATCH_BYTES,
     maxInFlight: config.FORWARD_BATCHES_IN_FLIGHT,
+    admissionMs: config.REDIS_COMMAND_TIMEOUT_MS,
+    maxPending: 10_000,
   },
 );
 const backend = createBackend(config, { redis: producer, ring, logger });

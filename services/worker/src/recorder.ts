@@ -20,6 +20,15 @@ interface Pending {
   reject: (err: unknown) => void;
 }
 
+/** A start claim waiting for the next pipeline. */
+interface Claim {
+  jobId: string;
+  field: string;
+  token: string;
+  resolve: (won: boolean) => void;
+  reject: (err: unknown) => void;
+}
+
 /** Jobs whose runner is to be noted in the next pipeline. */
 interface RunnerNote {
   jobId: string;
@@ -39,6 +48,7 @@ export class ForwardRecorder {
   readonly #queue: string;
   readonly #logger: Logger;
   #pending: Pending[] = [];
+  #claims: Claim[] = [];
   #runners: RunnerNote[] = [];
   #flushing = false;
   #scheduled = false;
@@ -62,6 +72,19 @@ export class ForwardRecorder {
   write(write: RecordWrite): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       this.#pending.push({ write, resolve, reject });
+      this.#schedule();
+    });
+  }
+
+  /**
+   * Claims the sending of one attempt of a forward (`HSETNX s:{forwardId}:{attempt}` in its job's hash), in the next
+   * pipeline: true when this run won it. A forward that must not be sent twice is claimed before it is sent, so a
+   * run that takes a job over knows which of its unrecorded forwards were never started (it may send those), and
+   * a run that lost its job to a takeover sends nothing the takeover has claimed.
+   */
+  claimStart(jobId: string, forwardId: string, attempt: number, token: string): Promise<boolean> {
+    return new Promise<boolean>((resolve, reject) => {
+      this.#claims.push({ jobId, field: `s:${forwardId}:${attempt}`, token, resolve, reject });
       this.#schedule();
     });
   }
@@ -106,6 +129,16 @@ export class ForwardRecorder {
    * its sockets closed by the kernel; one that is merely waiting on a stalled Redis keeps them.
    */
   async isConnected(nameSuffix: string): Promise<boolean> {
+    try {
+      return await this.#listed(nameSuffix);
+    } catch (err) {
+      // CLIENT LIST refused (ACLs, some managed Redis): unknown, so a takeover waits its whole deadline.
+      this.#logger.warn({ ...errorSummary(err) }, 'could not list Redis clients; a takeover waits its whole deadline');
+      return true;
+    }
+  }
+
+  async #listed(nameSuffix: string): Promise<boolean> {
     const nodes = 'nodes' in this.#redis && typeof (this.#redis as unknown as Cluster).nodes === 'function' ? (this.#redis as unknown as Cluster).nodes('master') : [this.#redis];
     for (const node of nodes) {
       const list = String(await node.client('LIST'));
@@ -116,7 +149,8 @@ export class ForwardRecorder {
 
   /** A flush soon, for records; runner notes alone only when `notesDue` (their timer fired). */
   #schedule(notesDue = false): void {
-    if (this.#scheduled || this.#flushing || (this.#pending.length === 0 && !(notesDue && this.#runners.length > 0))) return;
+    if (this.#scheduled || this.#flushing) return;
+    if (this.#pending.length === 0 && this.#claims.length === 0 && !(notesDue && this.#runners.length > 0)) return;
     this.#scheduled = true;
     setImmediate(() => {
       this.#scheduled = false;
@@ -131,8 +165,10 @@ export class ForwardRecorder {
       this.#noteTimer = undefined;
     }
     const batch = this.#pending;
+    const claims = this.#claims;
     const runners = this.#runners;
     this.#pending = [];
+    this.#claims = [];
     this.#runners = [];
     const pipeline = this.#redis.pipeline();
     const replies = new Map<string, string[]>();
@@ -144,6 +180,7 @@ export class ForwardRecorder {
         replies.set(write.replyTo, list);
       }
     }
+    for (const c of claims) pipeline.hsetnx(jobKey(this.#prefix, this.#queue, c.jobId), c.field, c.token);
     for (const [channel, texts] of replies) pipeline.publish(channel, `[${texts.join(',')}]`);
     for (const note of runners) pipeline.hset(jobKey(this.#prefix, this.#queue, note.jobId), 'runner', note.runner);
     try {
@@ -153,11 +190,17 @@ export class ForwardRecorder {
         if (err === null || err === undefined) p.resolve();
         else p.reject(err);
       });
+      claims.forEach((c, i) => {
+        const [err, won] = results[batch.length + i] ?? [new Error('no reply'), 0];
+        if (err === null || err === undefined) c.resolve(won === 1);
+        else c.reject(err);
+      });
       this.flushes += 1;
       this.records += batch.length;
     } catch (err) {
       this.#logger.warn({ records: batch.length, ...errorSummary(err) }, 'could not write forward records');
       for (const p of batch) p.reject(err);
+      for (const c of claims) c.reject(err);
     } finally {
       this.#flushing = false;
       // Notes whose timer fired while this pipeline was on the wire are due now.

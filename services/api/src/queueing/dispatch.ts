@@ -40,11 +40,17 @@ export interface DispatchSettings {
   maxBatchBytes: number;
   /** Batch adds in flight at once; more forwards wait for the next batch. */
   maxInFlight: number;
+  /** How long a forward may wait for its batch (REDIS_COMMAND_TIMEOUT_MS) before it is answered 503. */
+  admissionMs: number;
+  /** Forwards that may wait for a batch at once; more are answered 503 at once. */
+  maxPending: number;
 }
 
 interface Pending {
   request: ForwardRequest;
   bytes: number;
+  /** Not committed by then (Redis stalled): answered 503 before anything is sent for it. */
+  deadline: number;
   resolve: (a: Admission) => void;
   reject: (err: unknown) => void;
 }
@@ -81,8 +87,11 @@ export class ForwardDispatcher {
   }
 
   submit(request: ForwardRequest): Promise<Admission> {
+    if (this.#pending.length >= this.#settings.maxPending) {
+      return Promise.reject(new RelayError('queue_unavailable', 'too many requests are waiting for the job queue (Redis); nothing was enqueued', { retryAfter: 1 }));
+    }
     return new Promise<Admission>((resolve, reject) => {
-      this.#pending.push({ request, bytes: request.body.length + 1024, resolve, reject });
+      this.#pending.push({ request, bytes: request.body.length + 1024, deadline: Date.now() + this.#settings.admissionMs, resolve, reject });
       this.#schedule();
     });
   }
@@ -95,7 +104,7 @@ export class ForwardDispatcher {
       while (this.#pending.length > 0 && this.#inFlight < this.#settings.maxInFlight) {
         const batch = this.#take();
         this.#inFlight += 1;
-        void this.#commit(batch).finally(() => {
+        void this.#commitOrReject(batch).finally(() => {
           this.#inFlight -= 1;
           this.#schedule();
         });
@@ -105,6 +114,14 @@ export class ForwardDispatcher {
 
   /** The next batch: in arrival order, up to the count and byte limits (one forward always). */
   #take(): Pending[] {
+    // Forwards that waited past their deadline (Redis stalled under the previous batches) are refused first:
+    // nothing has been written for them, so "nothing was enqueued" is true.
+    const now = Date.now();
+    const expired = this.#pending.filter((p) => p.deadline < now);
+    if (expired.length > 0) {
+      this.#pending = this.#pending.filter((p) => p.deadline >= now);
+      for (const p of expired) p.reject(new RelayError('queue_unavailable', 'the job queue (Redis) did not take requests in time; nothing was enqueued', { retryAfter: 1 }));
+    }
     let bytes = 0;
     let n = 0;
     while (n < this.#pending.length && n < MAX_BATCH_FORWARDS) {
@@ -114,6 +131,28 @@ export class ForwardDispatcher {
       n += 1;
     }
     return this.#pending.splice(0, n);
+  }
+
+  /** #commit, and whatever it throws unexpectedly answers every forward of the batch not answered yet. */
+  async #commitOrReject(items: Pending[]): Promise<void> {
+    const settled = new Set<Pending>();
+    const tracked = items.map((item) => ({
+      ...item,
+      resolve: (a: Admission) => {
+        settled.add(item);
+        item.resolve(a);
+      },
+      reject: (e: unknown) => {
+        settled.add(item);
+        item.reject(e);
+      },
+    }));
+    try {
+      await this.#commit(tracked);
+    } catch (err) {
+      this.#logger.error({ forwards: items.length, ...errorSummary(err) }, 'forward batch failed unexpectedly');
+      for (const item of items) if (!settled.has(item)) item.reject(new RelayError('internal', 'the request could not be enqueued', { cause: err }));
+    }
   }
 
   async #commit(items: Pending[]): Promise<void> {
@@ -170,9 +209,9 @@ export class ForwardDispatcher {
         a.item.reject(
           definite
             ? new RelayError('queue_unavailable', 'the job queue (Redis) is unavailable; nothing was enqueued', { cause: err, retryAfter: 1 })
-            : new RelayError('enqueue_uncertain', `Redis did not confirm the enqueue in time; the request may still run: poll /mtls/jobs/${a.id}`, {
+            : // No Retry-After: clients that retry any 503 carrying one would send a POST twice. Poll Location instead.
+              new RelayError('enqueue_uncertain', `Redis did not confirm the enqueue in time; the request may still run: poll /mtls/jobs/${a.id}`, {
                 cause: err,
-                retryAfter: 1,
                 extra: { jobId: a.id },
               }),
         );

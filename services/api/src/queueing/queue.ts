@@ -104,7 +104,7 @@ export class JobQueues {
         a: f.accountId,
         n: 0,
         ok: false,
-        error: { code: 'queue_unavailable', detail: 'Redis did not confirm the enqueue in time; the request was withdrawn and never sent' },
+        error: { code: 'queue_unavailable', detail: 'Redis did not confirm the enqueue in time; the request was withdrawn and never sent', retryAfter: 1 },
       };
       return [recordField(f.id), JSON.stringify(record)];
     });

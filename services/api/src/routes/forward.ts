@@ -158,12 +158,16 @@ export function forwardRouter(deps: ForwardRouteDeps): Router {
 }
 
 /**
- * A claim that names a forward that does not exist, made longer ago than any enqueue can take, was left by a
- * request that answered 503 while Redis stalled: free the key so that this request can claim it.
+ * A claim whose forward was withdrawn (never sent), or that names a forward that does not exist and was made longer
+ * ago than any enqueue can take, was left by a request that answered 503 while Redis stalled: free the key so that
+ * this request can claim it.
  */
 async function takeOverStaleClaim(deps: ForwardRouteDeps, request: ForwardRequest, earlier: IdempotencyClaim): Promise<boolean> {
-  if (request.idempotency === undefined || !deps.idempotency.isStale(earlier, false)) return false;
-  if ((await viewOrUnavailable(deps, earlier.jobId)) !== undefined) return false;
+  if (request.idempotency === undefined) return false;
+  const view = await viewOrUnavailable(deps, earlier.jobId);
+  // Withdrawn while Redis stalled (recorded as never sent): the key is free for this request.
+  const withdrawn = view?.outcome?.ok === false && view.outcome.error.code === 'queue_unavailable' && view.attempts === 0;
+  if (!withdrawn && !deps.idempotency.isStale(earlier, view !== undefined)) return false;
   return deps.idempotency.release(request.accountId, request.idempotency.key, earlier.jobId);
 }
 

@@ -6,6 +6,7 @@ import type { ForwardRecord } from '@mtls-relay/shared/forward-records';
 import { relayableResponseHeaders } from '@mtls-relay/shared/http';
 import { forwardBatchSchema, openRequest, sealResponse } from '@mtls-relay/shared/jobs';
 import type { ForwardBatch, ForwardBatchResult, ForwardEntry, ForwardResult, HeaderList } from '@mtls-relay/shared/jobs';
+import { errorSummary } from '@mtls-relay/shared/logging';
 import type { Logger } from '@mtls-relay/shared/logging';
 import { parseTargetUrl } from '@mtls-relay/shared/url';
 import type { BreakerRegistry } from '../breakers.ts';
@@ -63,7 +64,9 @@ export function createForwardProcessor(deps: ForwardDeps): (job: Job) => Promise
     deps.recorder.markRunner(jobId, deps.instanceId);
 
     const attempt = batch.attemptsBefore + job.attemptsMade + 1;
-    const run: RunContext = { jobId, batch, attempt, lastAttempt: attempt >= batch.maxAttempts, takenOver };
+    // A run is one fetch of the job: a takeover is another run of the same attempt.
+    const token = `${deps.instanceId}:${job.attemptsStarted}`;
+    const run: RunContext = { jobId, batch, attempt, lastAttempt: attempt >= batch.maxAttempts, takenOver, token };
     const outcomes = await Promise.allSettled(todo.map((entry) => deps.limiter.run(() => runForward(deps, run, entry))));
     // Only a retry job (one forward) throws: AttemptError for BullMQ's backoff, UnrecoverableError when final.
     const thrown = outcomes.find((o) => o.status === 'rejected');
@@ -78,6 +81,7 @@ interface RunContext {
   attempt: number;
   lastAttempt: boolean;
   takenOver: boolean;
+  token: string;
 }
 
 async function unrecordedAfterTakeover(deps: ForwardDeps, jobId: string, batch: ForwardBatch): Promise<ForwardEntry[]> {
@@ -106,13 +110,18 @@ async function runForward(deps: ForwardDeps, run: RunContext, entry: ForwardEntr
   };
 
   if (log.isLevelEnabled('debug')) log.debug({ ...ids, attempt: run.attempt, takenOver: run.takenOver }, 'forward attempt started');
-  if (run.takenOver && !isRetrySafe(entry)) {
-    await fail(
-      new RelayError(
-        'delivery_uncertain',
-        `the worker handling this ${entry.method} stopped or lost its job mid-request; it was not sent again because it is not idempotent and had no Idempotency-Key`,
-      ),
-    );
+  // A forward that must not be sent twice is claimed first (recorder.claimStart). A takeover that wins the claim
+  // knows the run it took over never started this forward, and sends it; one that loses it records
+  // delivery_uncertain. A run that lost its job to a takeover finds the forward claimed, and leaves it alone.
+  if (!isRetrySafe(entry) && !(await deps.recorder.claimStart(run.jobId, entry.id, run.attempt, run.token))) {
+    if (run.takenOver) {
+      await fail(
+        new RelayError(
+          'delivery_uncertain',
+          `the worker handling this ${entry.method} stopped or lost its job mid-request; it was not sent again because it is not idempotent and had no Idempotency-Key`,
+        ),
+      );
+    }
     return;
   }
   let result: ForwardResult;
@@ -132,12 +141,19 @@ async function runForward(deps: ForwardDeps, run: RunContext, entry: ForwardEntr
       return;
     }
     if (run.batch.retry) throw new AttemptError(encodeFailure(err), err.retryAfter);
-    await deps.retry(entry, {
-      attemptsBefore: run.attempt,
-      maxAttempts: run.batch.maxAttempts,
-      keepSeconds: run.batch.keepSeconds,
-      delayMs: deps.backoff(run.attempt, err.retryAfter),
-    });
+    try {
+      await deps.retry(entry, {
+        attemptsBefore: run.attempt,
+        maxAttempts: run.batch.maxAttempts,
+        keepSeconds: run.batch.keepSeconds,
+        delayMs: deps.backoff(run.attempt, err.retryAfter),
+      });
+    } catch (addError) {
+      // No retry job (Redis refused the add): this attempt's failure is the outcome, not an internal error.
+      log.warn({ ...ids, ...errorSummary(addError) }, 'could not add the retry job; the attempt is final');
+      await fail(err);
+      return;
+    }
     await record({ a: entry.accountId, n: run.attempt, moved: true });
     return;
   }
