@@ -2,6 +2,7 @@ import { Cluster, Redis } from 'ioredis';
 import type { ClusterOptions, RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Config } from './config.ts';
+import { slotOf } from './shards.ts';
 import { infrastructureTlsContext } from './trust.ts';
 
 /**
@@ -71,7 +72,7 @@ export function roleOptions(role: RedisRole, name: string, commandTimeoutMs = 5_
   return { ...common, ...byRole[role] };
 }
 
-function connect(endpoint: RedisEndpoint, options: RedisOptions): Redis {
+function connect(endpoint: RedisEndpoint, options: RedisOptions, role: RedisRole): Redis {
   const sentinels = endpoint.sentinels ?? [];
   const clusterNodes = endpoint.clusterNodes ?? [];
   if (sentinels.length > 0) {
@@ -92,6 +93,8 @@ function connect(endpoint: RedisEndpoint, options: RedisOptions): Redis {
       ...(enableOfflineQueue === undefined ? {} : { enableOfflineQueue }),
       clusterRetryStrategy: (times) => retryStrategy?.(times) ?? Math.min(times * 200, 2_000),
       enableReadyCheck: true,
+      // Replies travel by sharded pub/sub on a Cluster (SSUBSCRIBE on the node that holds the channel's slot).
+      ...(role === 'subscriber' ? { shardedSubscribers: true } : {}),
     };
     // A Cluster answers the same commands as a single Redis, and every key the relay writes starts with the
     // hash-tagged QUEUE_PREFIX, so multi-key scripts stay in one slot. Typed as Redis so the code has one client type.
@@ -103,7 +106,7 @@ function connect(endpoint: RedisEndpoint, options: RedisOptions): Redis {
 }
 
 export function createRedis(endpoint: string | RedisEndpoint, role: RedisRole, logger: Logger, name: string, commandTimeoutMs?: number): Redis {
-  const redis = connect(typeof endpoint === 'string' ? { url: endpoint } : endpoint, roleOptions(role, name, commandTimeoutMs));
+  const redis = connect(typeof endpoint === 'string' ? { url: endpoint } : endpoint, roleOptions(role, name, commandTimeoutMs), role);
   let down = false;
   redis.on('error', (err: Error & { code?: string }) => {
     // One line per outage, not one per reconnect attempt.
@@ -115,6 +118,44 @@ export function createRedis(endpoint: string | RedisEndpoint, role: RedisRole, l
     down = false;
   });
   return redis;
+}
+
+/** Is this connection a Redis Cluster client (typed as Redis, see `connect`)? */
+export function isCluster(redis: Redis): boolean {
+  return (redis as unknown as { isCluster?: boolean }).isCluster === true;
+}
+
+/**
+ * Runs one command per key as pipelines: one pipeline on a single Redis; on a Cluster one per hash slot (a
+ * Cluster pipeline must stay within one node), all at once. Results come back in the order of `keys`, each as
+ * [error, value] like `pipeline.exec()`.
+ */
+export async function pipelineBySlot(
+  redis: Redis,
+  keys: readonly string[],
+  add: (pipeline: ReturnType<Redis['pipeline']>, index: number) => void,
+): Promise<Array<[Error | null, unknown]>> {
+  const groups = new Map<number, number[]>();
+  const cluster = isCluster(redis);
+  keys.forEach((key, i) => {
+    const slot = cluster ? slotOf(key) : 0;
+    const group = groups.get(slot) ?? [];
+    group.push(i);
+    groups.set(slot, group);
+  });
+  const results: Array<[Error | null, unknown]> = keys.map(() => [new Error('not run'), null]);
+  await Promise.all(
+    [...groups.values()].map(async (indexes) => {
+      const pipeline = redis.pipeline();
+      for (const i of indexes) add(pipeline, i);
+      const replies = await pipeline.exec();
+      if (replies === null) throw new Error('the pipeline did not run');
+      indexes.forEach((i, k) => {
+        results[i] = (replies[k] ?? [new Error('no reply'), null]) as [Error | null, unknown];
+      });
+    }),
+  );
+  return results;
 }
 
 /** Resolves once the connection is ready, or rejects after `timeoutMs`. */

@@ -4,6 +4,8 @@ import type { ForwardRecord } from '@mtls-relay/shared/forward-records';
 import { INLINE_REPLY_LIMIT } from '@mtls-relay/shared/jobs';
 import type { ReplyMessage } from '@mtls-relay/shared/jobs';
 import { errorSummary } from '@mtls-relay/shared/logging';
+import { isCluster } from '@mtls-relay/shared/redis';
+import { slotOf } from '@mtls-relay/shared/shards';
 import type { Logger } from '@mtls-relay/shared/logging';
 
 /** One finished forward: its record, and where its reply goes. */
@@ -46,8 +48,11 @@ export class ForwardRecorder {
   flushes = 0;
   records = 0;
 
+  readonly #sharded: boolean;
+
   constructor(redis: Redis, prefix: string, logger: Logger, queue = 'forward') {
     this.#redis = redis;
+    this.#sharded = isCluster(redis);
     this.#prefix = prefix;
     this.#queue = queue;
     this.#logger = logger;
@@ -92,8 +97,9 @@ export class ForwardRecorder {
    * Is the worker process with this connection-name suffix still connected to Redis? A process that died has
    * its sockets closed by the kernel; one that is merely waiting on a stalled Redis keeps them.
    */
-  async isConnected(nameSuffix: string): Promise<boolean> {
-    const nodes = 'nodes' in this.#redis && typeof (this.#redis as unknown as Cluster).nodes === 'function' ? (this.#redis as unknown as Cluster).nodes('master') : [this.#redis];
+  async isConnected(nameSuffix: string, _jobId?: string): Promise<boolean> {
+    // On a Cluster, the master that holds this recorder's queue: the one the previous runner took the job from.
+    const nodes = this.#sharded ? clusterMasterOf(this.#redis as unknown as Cluster, jobKey(this.#prefix, this.#queue, 'x')) : [this.#redis];
     for (const node of nodes) {
       const list = String(await node.client('LIST'));
       if (list.split('\n').some((line) => line.includes(` name=worker-`) && line.includes(`${nameSuffix} `))) return true;
@@ -126,7 +132,11 @@ export class ForwardRecorder {
         replies.set(write.replyTo, list);
       }
     }
-    for (const [channel, texts] of replies) pipeline.publish(channel, `[${texts.join(',')}]`);
+    // A Cluster carries replies by sharded pub/sub; the channel is in this shard's slot, as the records are.
+    for (const [channel, texts] of replies) {
+      if (this.#sharded) pipeline.spublish(channel, `[${texts.join(',')}]`);
+      else pipeline.publish(channel, `[${texts.join(',')}]`);
+    }
     for (const note of runners) pipeline.hset(jobKey(this.#prefix, this.#queue, note.jobId), 'runner', note.runner);
     try {
       const results = (await pipeline.exec()) ?? [];
@@ -145,6 +155,14 @@ export class ForwardRecorder {
       this.#schedule();
     }
   }
+}
+
+/** The master node holding a key's slot (every master when the slot map is not known yet). */
+function clusterMasterOf(cluster: Cluster, key: string): Redis[] {
+  const masters = cluster.nodes('master');
+  const owner = (cluster as unknown as { slots?: string[][] }).slots?.[slotOf(key)]?.[0];
+  const found = masters.filter((n) => `${n.options.host}:${n.options.port}` === owner);
+  return found.length > 0 ? found : masters;
 }
 
 function replyText(id: string, record: Exclude<ForwardRecord, { moved: true }>): string {

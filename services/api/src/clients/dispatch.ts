@@ -116,8 +116,13 @@ export class ForwardDispatcher {
     return this.#pending.splice(0, n);
   }
 
-  async #commit(items: Pending[]): Promise<void> {
-    const batchId = newBatchId();
+  /**
+   * With QUEUE_SHARDS, the batch goes to the next shard in turn; if that shard definitely did not take it
+   * (nothing was written), it is tried on the next one under a new id (`tried` counts the shards tried).
+   */
+  async #commit(items: Pending[], tried = 0): Promise<void> {
+    const shard = this.#queues.shardCount > 1 ? this.#queues.nextShard() : undefined;
+    const batchId = newBatchId(shard);
     const ids = items.map((_, i) => forwardIdOf(batchId, i));
     const now = Date.now();
     let admitted = items.map((item, i) => ({ item, id: ids[i] as string }));
@@ -162,8 +167,14 @@ export class ForwardDispatcher {
     } catch (err) {
       for (const w of waits) w?.cancel();
       const definite = err instanceof EnqueueError && err.definite;
+      if (shard !== undefined) this.#queues.markDown(shard);
       if (definite) {
         await Promise.all(admitted.filter((a) => claimed.has(a.id)).map((a) => this.#release(a.item.request, a.id)));
+        if (shard !== undefined && tried + 1 < this.#queues.shardCount && this.#queues.availableShards() > 0) {
+          this.#logger.warn({ batch: batchId, shard, forwards: admitted.length, ...errorSummary(err) }, 'shard did not take the forward batch: trying the next shard');
+          await this.#commit(admitted.map((a) => a.item), tried + 1);
+          return;
+        }
       }
       this.#logger.warn({ batch: batchId, forwards: admitted.length, definite, ...errorSummary(err) }, 'forward batch not confirmed by Redis');
       admitted.forEach((a) => {
@@ -202,7 +213,7 @@ export class ForwardDispatcher {
       requireCertificate: r.requireCertificate,
       ...(r.idempotency === undefined ? {} : { idempotencyKey: r.idempotency.key }),
       requestId: r.requestId,
-      ...(r.wantsReply ? { replyTo: this.#waiter.channel } : {}),
+      ...(r.wantsReply ? { replyTo: this.#waiter.channelFor(id) } : {}),
       headers: sealHeaders(this.#ring, id, 'request', r.headers),
       body: sealBody(this.#ring, id, 'request', r.body),
       enqueuedAt: now,
