@@ -66,8 +66,13 @@ async function evictionPolicy(redis: Redis): Promise<ReadinessResult> {
  * QUEUE_SHARDS: ready while at least one shard's queues answer (within `timeoutMs` each), since new jobs go to
  * the shards that answer; the detail names the shards that do not. One shard is `queuesReady`.
  */
-export async function shardedQueuesReady(redis: Redis, shards: ReadonlyArray<readonly QueueLike[]>, timeoutMs = 1_500): Promise<ReadinessResult> {
+export async function shardedQueuesReady(redis: Redis, shards: ReadonlyArray<readonly QueueLike[]>, timeoutMs = 1_200): Promise<ReadinessResult> {
   if (shards.length === 1) return queuesReady(redis, [...(shards[0] ?? [])]);
+  // INFO goes to one node of a Cluster; a node that does not answer is a shard that is down, not an error here.
+  const policyCheck = Promise.race([
+    evictionPolicy(redis).catch((): ReadinessResult => ({ ok: true })),
+    new Promise<ReadinessResult>((r) => setTimeout(() => r({ ok: true }), timeoutMs).unref()),
+  ]);
   const answers = await Promise.all(
     shards.map(async (queues) => {
       let timer: NodeJS.Timeout | undefined;
@@ -85,8 +90,28 @@ export async function shardedQueuesReady(redis: Redis, shards: ReadonlyArray<rea
   );
   const down = answers.flatMap((ok, i) => (ok ? [] : [i]));
   if (down.length === shards.length) return { ok: false, detail: 'no queue shard answers' };
-  // INFO goes to one node of a Cluster; a node that does not answer is a shard that is down, not an error here.
-  const policy = await Promise.race([evictionPolicy(redis).catch(() => ({ ok: true })), new Promise<ReadinessResult>((r) => setTimeout(() => r({ ok: true }), timeoutMs).unref())]);
+  const policy = await policyCheck;
   if (!policy.ok) return policy;
   return down.length === 0 ? { ok: true } : { ok: true, detail: `queue shards not answering: ${down.join(', ')}` };
+}
+
+/**
+ * Redis answers: PING. On a Cluster every master is asked, and one answer is enough (a master that does not
+ * answer holds shards that new jobs avoid: `shardedQueuesReady` names them); a single Redis must answer.
+ */
+export async function redisReady(redis: Redis, timeoutMs = 1_500): Promise<ReadinessResult> {
+  const cluster = redis as unknown as { isCluster?: boolean; nodes?: (role: 'master') => Redis[] };
+  if (cluster.isCluster !== true || cluster.nodes === undefined) return { ok: (await redis.ping()) === 'PONG' };
+  const masters = cluster.nodes('master');
+  const answers = await Promise.all(
+    masters.map((node) =>
+      Promise.race([
+        node.ping().then((r) => r === 'PONG', () => false),
+        new Promise<boolean>((resolve) => setTimeout(() => resolve(false), timeoutMs).unref()),
+      ]),
+    ),
+  );
+  const down = answers.filter((a) => !a).length;
+  if (masters.length > 0 && down === masters.length) return { ok: false, detail: 'no Redis Cluster master answers' };
+  return down === 0 ? { ok: true } : { ok: true, detail: `${down} of ${masters.length} Redis Cluster masters do not answer` };
 }

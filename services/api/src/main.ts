@@ -5,7 +5,7 @@ import { ForwardRecords } from '@mtls-relay/shared/forward-records';
 import { replyChannel } from '@mtls-relay/shared/jobs';
 import { registerClusterGauges, timedBackend } from '@mtls-relay/shared/metrics';
 import { rawProblemResponse } from '@mtls-relay/shared/problem';
-import { shardedQueuesReady } from '@mtls-relay/shared/readiness';
+import { redisReady, shardedQueuesReady } from '@mtls-relay/shared/readiness';
 import { createRedis, isCluster, redisEndpoint, waitForRedis } from '@mtls-relay/shared/redis';
 import { shardLayout } from '@mtls-relay/shared/shards';
 import { createHostResolver } from '@mtls-relay/shared/target-dns';
@@ -105,7 +105,7 @@ const app = createApp({
   isShuttingDown: boot.isShuttingDown,
   metrics,
   readiness: [
-    { name: 'redis', check: async () => ({ ok: (await producer.ping()) === 'PONG' }) },
+    { name: 'redis', check: () => redisReady(producer) },
     { name: 'store', check: () => store.backend.health() },
     { name: 'queues', check: () => shardedQueuesReady(producer, queues.shards.map((s) => Object.values(s))) },
   ],

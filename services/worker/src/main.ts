@@ -7,7 +7,7 @@ import { JOB_NAMES, JOBS } from '@mtls-relay/shared/jobs';
 import type { JobName } from '@mtls-relay/shared/jobs';
 import { shardLayout } from '@mtls-relay/shared/shards';
 import { createRegistry, registerClusterGauges, timedBackend } from '@mtls-relay/shared/metrics';
-import { shardedQueuesReady } from '@mtls-relay/shared/readiness';
+import { redisReady, shardedQueuesReady } from '@mtls-relay/shared/readiness';
 import { createRedis, redisEndpoint } from '@mtls-relay/shared/redis';
 import { createHostResolver } from '@mtls-relay/shared/target-dns';
 import { CertificateStore, createBackend, storeChangeChannel } from '@mtls-relay/shared/store';
@@ -139,7 +139,7 @@ const health = createHealthServer({
   logger,
   isShuttingDown: boot.isShuttingDown,
   checks: [
-    { name: 'redis', check: async () => ({ ok: (await commands.ping()) === 'PONG' }) },
+    { name: 'redis', check: () => redisReady(commands) },
     { name: 'store', check: () => store.backend.health() },
     { name: 'queues', check: () => shardedQueuesReady(commands, consumed.map((shard) => shardQueues[shard] ?? [])) },
     { name: 'workers', check: async () => ({ ok: workers.every((w) => w.isRunning()) }) },

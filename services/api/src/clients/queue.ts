@@ -12,7 +12,7 @@ export interface QueueSettings {
   /** BullMQ prefix, or one per shard (QUEUE_SHARDS). */
   prefix: string | readonly string[];
   resultTtlSeconds: number;
-  /** How long new jobs avoid a shard whose add failed (default 5 s). */
+  /** How often a shard whose add failed is asked whether it answers again (default 2 s); until then new jobs avoid it. */
   shardDownMs?: number;
 }
 
@@ -70,6 +70,8 @@ export class JobQueues {
   readonly #settings: QueueSettings;
   readonly #prefixes: readonly string[];
   readonly #downUntil: number[];
+  readonly #probing = new Set<number>();
+  readonly #logger: Logger;
   #next = 0;
   /** Counts (re)connections: a withdraw is only trusted on the connection that carried the add. */
   #epoch = 0;
@@ -79,6 +81,7 @@ export class JobQueues {
     this.#settings = settings;
     this.#prefixes = typeof settings.prefix === 'string' ? [settings.prefix] : settings.prefix;
     this.#downUntil = this.#prefixes.map(() => 0);
+    this.#logger = logger;
     connection.on('connect', () => {
       this.#epoch += 1;
     });
@@ -116,9 +119,29 @@ export class JobQueues {
     return start;
   }
 
-  /** A shard whose add failed: new jobs avoid it for a while. */
-  markDown(shard: number, now = Date.now()): void {
-    if (this.#prefixes.length > 1) this.#downUntil[shard] = now + (this.#settings.shardDownMs ?? 5_000);
+  /**
+   * A shard whose add failed: new jobs avoid it until it answers again. Every `shardDownMs` its queue is asked
+   * for its length (bounded by the connection's command timeout); the first answer puts it back in turn.
+   */
+  markDown(shard: number): void {
+    if (this.#prefixes.length <= 1 || this.#probing.has(shard)) return;
+    this.#probing.add(shard);
+    this.#downUntil[shard] = Number.POSITIVE_INFINITY;
+    const probe = (): void => {
+      const timer = setTimeout(() => {
+        (this.shards[shard] as ShardQueues).forward
+          .getJobCounts('wait')
+          .then(() => {
+            this.#downUntil[shard] = 0;
+            this.#probing.delete(shard);
+            this.#logger.info({ shard }, 'queue shard answers again: new jobs go to it');
+          })
+          .catch(() => probe());
+      }, this.#settings.shardDownMs ?? 2_000);
+      timer.unref();
+    };
+    this.#logger.warn({ shard }, 'queue shard did not take a job: new jobs go to the other shards until it answers');
+    probe();
   }
 
   /** Shards not marked down now. */
