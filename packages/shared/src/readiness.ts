@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { QueueLike } from './metrics.ts';
+import { pingMasters } from './redis.ts';
 
 export interface ReadinessResult {
   ok: boolean;
@@ -100,18 +101,7 @@ export async function shardedQueuesReady(redis: Redis, shards: ReadonlyArray<rea
  * answer holds shards that new jobs avoid: `shardedQueuesReady` names them); a single Redis must answer.
  */
 export async function redisReady(redis: Redis, timeoutMs = 1_500): Promise<ReadinessResult> {
-  const cluster = redis as unknown as { isCluster?: boolean; nodes?: (role: 'master') => Redis[] };
-  if (cluster.isCluster !== true || cluster.nodes === undefined) return { ok: (await redis.ping()) === 'PONG' };
-  const masters = cluster.nodes('master');
-  const answers = await Promise.all(
-    masters.map((node) =>
-      Promise.race([
-        node.ping().then((r) => r === 'PONG', () => false),
-        new Promise<boolean>((resolve) => setTimeout(() => resolve(false), timeoutMs).unref()),
-      ]),
-    ),
-  );
-  const down = answers.filter((a) => !a).length;
-  if (masters.length > 0 && down === masters.length) return { ok: false, detail: 'no Redis Cluster master answers' };
-  return down === 0 ? { ok: true } : { ok: true, detail: `${down} of ${masters.length} Redis Cluster masters do not answer` };
+  const { answered, asked } = await pingMasters(redis, timeoutMs);
+  if (answered === 0) return asked > 1 ? { ok: false, detail: 'no Redis Cluster master answers' } : { ok: false };
+  return answered === asked ? { ok: true } : { ok: true, detail: `${asked - answered} of ${asked} Redis Cluster masters do not answer` };
 }

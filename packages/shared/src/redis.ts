@@ -126,6 +126,38 @@ export function isCluster(redis: Redis): boolean {
 }
 
 /**
+ * PINGs Redis: a single Redis must answer; on a Cluster every master is asked at once (each bounded by
+ * `timeoutMs`). Returns how many answered of how many were asked.
+ */
+export async function pingMasters(redis: Redis, timeoutMs = 1_500): Promise<{ answered: number; asked: number }> {
+  if (!isCluster(redis)) return { answered: (await redis.ping()) === 'PONG' ? 1 : 0, asked: 1 };
+  const masters = (redis as unknown as Cluster).nodes('master');
+  const answers = await Promise.all(
+    masters.map((node) =>
+      Promise.race([
+        node.ping().then((r) => r === 'PONG', () => false),
+        new Promise<boolean>((resolve) => setTimeout(() => resolve(false), timeoutMs).unref()),
+      ]),
+    ),
+  );
+  return { answered: answers.filter(Boolean).length, asked: masters.length };
+}
+
+/**
+ * On a Cluster: is the master that serves this key's slot connected? False when the slot map names a master this
+ * client has no ready connection to (it is down, or being reconnected): a command for that key would only wait.
+ * True on a single Redis, and while the slot map is not known yet.
+ */
+export function keyNodeConnected(redis: Redis, key: string): boolean {
+  if (!isCluster(redis)) return true;
+  const cluster = redis as unknown as Cluster;
+  const owner = (cluster as unknown as { slots?: Array<string[] | undefined> }).slots?.[slotOf(key)]?.[0];
+  if (owner === undefined) return true;
+  const node = cluster.nodes('master').find((n) => `${n.options.host}:${n.options.port}` === owner);
+  return node !== undefined && node.status === 'ready';
+}
+
+/**
  * Runs one command per key as pipelines: one pipeline on a single Redis; on a Cluster one per hash slot (a
  * Cluster pipeline must stay within one node), all at once. Results come back in the order of `keys`, each as
  * [error, value] like `pipeline.exec()`.

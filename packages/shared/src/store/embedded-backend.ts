@@ -2,6 +2,7 @@ import type { Redis } from 'ioredis';
 import { openJson, sealJson, SealError } from '../crypto.ts';
 import type { KeyRing } from '../crypto.ts';
 import { StoreError } from '../errors.ts';
+import { pingMasters } from '../redis.ts';
 import { accountTag } from '../shards.ts';
 import type { BackendHealth, DocumentBackend, StoredDocument } from './types.ts';
 
@@ -125,7 +126,8 @@ export class EmbeddedBackend implements DocumentBackend {
 
   async health(): Promise<BackendHealth> {
     try {
-      await this.#redis.ping();
+      // On a Cluster, one master answering is enough: documents on a master that does not are unavailable alone.
+      if ((await pingMasters(this.#redis)).answered === 0) throw new Error('no answer');
       return { ok: true, detail: 'redis' };
     } catch (err) {
       return { ok: false, detail: `redis: ${(err as Error).name}` };

@@ -6,6 +6,7 @@ import type { ForwardRecord } from '@mtls-relay/shared/forward-records';
 import { JOBS, queueOptions, retention } from '@mtls-relay/shared/jobs';
 import type { ForwardBatch, JobName, MappingJob, ReplyMessage } from '@mtls-relay/shared/jobs';
 import type { Logger } from '@mtls-relay/shared/logging';
+import { keyNodeConnected } from '@mtls-relay/shared/redis';
 import { errorSummary } from '@mtls-relay/shared/logging';
 
 export interface QueueSettings {
@@ -163,6 +164,10 @@ export class JobQueues {
   async addForwardBatch(batchId: string, batch: ForwardBatch): Promise<void> {
     const epoch = this.#epoch;
     const shard = this.#shardOf(batchId);
+    // A Cluster master that this process has no connection to: nothing is sent, so the batch can go elsewhere.
+    if (this.#prefixes.length > 1 && !keyNodeConnected(this.#connection, `${this.#prefixes[shard]}:forward:wait`)) {
+      throw new EnqueueError(true, new Error(`the Redis master holding queue shard ${shard} is not connected`));
+    }
     try {
       await (this.shards[shard] as ShardQueues).forward.add('forward', batch, { jobId: batchId, attempts: 1, ...retention(batch.keepSeconds) });
     } catch (cause) {
