@@ -128,6 +128,25 @@ describe.skipIf(external)('QUEUE_SHARDS on a 3-master Redis Cluster', () => {
     for (const m of cluster.masters) expect(owners.filter((p) => p === m.port)).toHaveLength(2);
   });
 
+  it('the embedded store works on the Cluster by account: a certificate and mapping written there are presented', async () => {
+    const clientCa = await createCA('shards-client-ca');
+    const leaf = await issueCertificate(clientCa, { commonName: 'shards-client', usage: 'client' });
+    const cert = await relay.store.createCertificate('acct-m', { name: 'm', certificate: leaf.chainPem, privateKey: leaf.keyPem });
+    await relay.store.createMapping('acct-m', { serviceName: 'svc', url: `${target.url}/echo`, certificateId: cert.id });
+    const res = await request(`${relay.api.url}/mtls/account/acct-m`, {
+      method: 'POST',
+      headers: { ...relay.auth(), 'lp-forward-url': `${target.url}/echo`, 'lp-service-name': 'svc' },
+      body: 'with a certificate',
+    });
+    await res.body.dump();
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['lp-mtls']).not.toBe('none');
+    expect(target.requests.at(-1)?.clientCert).not.toBeNull();
+    // The account's documents sit in its own slot; the list of accounts in the shared one.
+    expect(await relay.client.exists(`mtls-relay:store:${accountTag('acct-m')}:doc:accounts/acct-m/certificates/${cert.id}`)).toBe(1);
+    expect(await relay.client.smembers('mtls-relay:store:{store}:dir:accounts')).toContain('acct-m/');
+  });
+
   it('sync and async forwards spread over every master (each ≥ 20 % of the Redis commands); every async job is found by its id', async () => {
     const before = await Promise.all(cluster.masters.map((m) => nodeCommandCalls(m.admin)));
     const accounts = ['acct-a', 'acct-b', 'acct-c', 'acct-d', 'acct-e', 'acct-f'];
