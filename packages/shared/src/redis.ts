@@ -149,12 +149,20 @@ export async function pingMasters(redis: Redis, timeoutMs = 1_500): Promise<{ an
  * True on a single Redis, and while the slot map is not known yet.
  */
 export function keyNodeConnected(redis: Redis, key: string): boolean {
-  if (!isCluster(redis)) return true;
+  const master = clusterMasterOf(redis, key);
+  return master === 'unknown' || (master !== undefined && master.status === 'ready');
+}
+
+/**
+ * On a Cluster, the connection to the master that serves a key's slot as the client's slot map has it: undefined
+ * when the map names a master the client has no connection to, 'unknown' without a map (or without a Cluster).
+ */
+export function clusterMasterOf(redis: Redis, key: string): Redis | undefined | 'unknown' {
+  if (!isCluster(redis)) return 'unknown';
   const cluster = redis as unknown as Cluster;
   const owner = (cluster as unknown as { slots?: Array<string[] | undefined> }).slots?.[slotOf(key)]?.[0];
-  if (owner === undefined) return true;
-  const node = cluster.nodes('master').find((n) => `${n.options.host}:${n.options.port}` === owner);
-  return node !== undefined && node.status === 'ready';
+  if (owner === undefined) return 'unknown';
+  return cluster.nodes('master').find((n) => `${n.options.host}:${n.options.port}` === owner);
 }
 
 /**

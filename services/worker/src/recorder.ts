@@ -1,11 +1,11 @@
-import type { Cluster, Redis } from 'ioredis';
+import { Redis } from 'ioredis';
+import type { Cluster } from 'ioredis';
 import { jobKey, parseRecord, recordField } from '@mtls-relay/shared/forward-records';
 import type { ForwardRecord } from '@mtls-relay/shared/forward-records';
 import { INLINE_REPLY_LIMIT } from '@mtls-relay/shared/jobs';
 import type { ReplyMessage } from '@mtls-relay/shared/jobs';
 import { errorSummary } from '@mtls-relay/shared/logging';
-import { isCluster } from '@mtls-relay/shared/redis';
-import { slotOf } from '@mtls-relay/shared/shards';
+import { clusterMasterOf, isCluster } from '@mtls-relay/shared/redis';
 import type { Logger } from '@mtls-relay/shared/logging';
 
 /** One finished forward: its record, and where its reply goes. */
@@ -97,9 +97,10 @@ export class ForwardRecorder {
    * Is the worker process with this connection-name suffix still connected to Redis? A process that died has
    * its sockets closed by the kernel; one that is merely waiting on a stalled Redis keeps them.
    */
-  async isConnected(nameSuffix: string, _jobId?: string): Promise<boolean> {
+  async isConnected(nameSuffix: string, jobId?: string): Promise<boolean> {
     // On a Cluster, the master that holds this recorder's queue: the one the previous runner took the job from.
-    const nodes = this.#sharded ? clusterMasterOf(this.#redis as unknown as Cluster, jobKey(this.#prefix, this.#queue, 'x')) : [this.#redis];
+    const master = clusterMasterOf(this.#redis, jobKey(this.#prefix, this.#queue, jobId ?? 'x'));
+    const nodes = !this.#sharded ? [this.#redis] : master instanceof Redis ? [master] : (this.#redis as unknown as Cluster).nodes('master');
     for (const node of nodes) {
       const list = String(await node.client('LIST'));
       if (list.split('\n').some((line) => line.includes(` name=worker-`) && line.includes(`${nameSuffix} `))) return true;
@@ -155,14 +156,6 @@ export class ForwardRecorder {
       this.#schedule();
     }
   }
-}
-
-/** The master node holding a key's slot (every master when the slot map is not known yet). */
-function clusterMasterOf(cluster: Cluster, key: string): Redis[] {
-  const masters = cluster.nodes('master');
-  const owner = (cluster as unknown as { slots?: string[][] }).slots?.[slotOf(key)]?.[0];
-  const found = masters.filter((n) => `${n.options.host}:${n.options.port}` === owner);
-  return found.length > 0 ? found : masters;
 }
 
 function replyText(id: string, record: Exclude<ForwardRecord, { moved: true }>): string {
