@@ -48,14 +48,24 @@ interface PerMaster {
   port: number;
   commands: number;
   cpuMs: number;
+  byCommand: Record<string, number>;
 }
 
 function between(nodes: ClusterNode[], before: NodeSnapshot[], after: NodeSnapshot[]): PerMaster[] {
-  return nodes.map((n, i) => ({
-    port: n.port,
-    commands: commandsBetween((before[i] as NodeSnapshot).calls, (after[i] as NodeSnapshot).calls).total,
-    cpuMs: (after[i] as NodeSnapshot).cpuMs - (before[i] as NodeSnapshot).cpuMs,
-  }));
+  return nodes.map((n, i) => {
+    const between = commandsBetween((before[i] as NodeSnapshot).calls, (after[i] as NodeSnapshot).calls);
+    return { port: n.port, commands: between.total, byCommand: between.byCommand, cpuMs: (after[i] as NodeSnapshot).cpuMs - (before[i] as NodeSnapshot).cpuMs };
+  });
+}
+
+function topCommands(masters: PerMaster[], forwards: number): string {
+  const sum = new Map<string, number>();
+  for (const m of masters) for (const [name, n] of Object.entries(m.byCommand)) sum.set(name, (sum.get(name) ?? 0) + n);
+  return [...sum]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, 10)
+    .map(([name, n]) => `${name} ${(n / forwards).toFixed(2)}`)
+    .join(', ');
 }
 
 function table(title: string, forwards: number, masters: PerMaster[]): string {
@@ -71,6 +81,8 @@ function table(title: string, forwards: number, masters: PerMaster[]): string {
         `| :${m.port} | ${m.commands} | ${((100 * m.commands) / commands).toFixed(1)} % | ${(m.commands / forwards).toFixed(2)} | ${m.cpuMs.toFixed(0)} | ${((100 * m.cpuMs) / cpu).toFixed(1)} % | ${(m.cpuMs / forwards).toFixed(4)} |`,
     ),
     `| all | ${commands} | 100 % | ${(commands / forwards).toFixed(2)} | ${cpu.toFixed(0)} | 100 % | ${(cpu / forwards).toFixed(4)} |`,
+    '',
+    `Commands per forward, all masters: ${topCommands(masters, forwards)}.`,
     '',
     // The busiest master saturates first: the ceiling is 1000 ÷ its CPU ms per forward (M × 1000 ÷ the total when even).
     `Ceiling of Redis CPU at these figures: 1000 ÷ ${(Math.max(...masters.map((m) => m.cpuMs)) / forwards).toFixed(4)} ms (the busiest master) = about ${Math.round(1000 / (Math.max(...masters.map((m) => m.cpuMs)) / forwards))} forwards/s.`,
