@@ -4,11 +4,11 @@
  * accepted job when a replica takes over a master, and keeps taking new jobs on the other shards while one
  * master is stopped (the jobs it had accepted finish once it is back).
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { request } from 'undici';
 import { Queue } from 'bullmq';
 import { createCA, issueCertificate } from '../scripts/lib/pki.ts';
-import { startMtlsTarget } from '../scripts/lib/mtls-target.ts';
+import { echoHandler, startMtlsTarget } from '../scripts/lib/mtls-target.ts';
 import type { MtlsTarget } from '../scripts/lib/mtls-target.ts';
 import { accountTag, shardLayout, slotOf } from '../packages/shared/src/shards.ts';
 import { loadConfig } from '../packages/shared/src/config.ts';
@@ -24,6 +24,7 @@ const layout = shardLayout('mtls-relay', SHARDS);
 let target: MtlsTarget;
 let cluster: TestCluster;
 let relay: Relay;
+let targetCa: string;
 
 interface Sent {
   status: number;
@@ -92,8 +93,15 @@ async function shardOwners(via?: ClusterNode): Promise<number[]> {
 describe.skipIf(external)('QUEUE_SHARDS on a 3-master Redis Cluster', () => {
   beforeAll(async () => {
     const ca = await createCA('shards-ca');
+    targetCa = ca.certPem;
     const server = await issueCertificate(ca, { commonName: 'localhost', usage: 'server', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
     target = await startMtlsTarget({ server, clientCa: ca.certPem, requireClientCert: false });
+    // /delay/N answers (the echo) after N ms: a forward that is still at the target.
+    target.setHandler(async (req, res) => {
+      const delay = /^\/delay\/(\d+)/.exec(req.path);
+      if (delay !== null) await new Promise((r) => setTimeout(r, Number(delay[1])));
+      echoHandler(req, res);
+    });
     cluster = await startTestCluster(3);
     relay = await startRelay({
       redis: cluster.asTestRedis(),
@@ -205,6 +213,70 @@ describe.skipIf(external)('QUEUE_SHARDS on a 3-master Redis Cluster', () => {
       relay.workers.splice(relay.workers.indexOf(extra), 1);
     }
   }, 60_000);
+
+  it('a worker killed mid-request on the Cluster: a GET is sent again by the other worker, a POST without a key ends delivery_uncertain', async () => {
+    // A second relay on the same Cluster (its own prefix, three shards), two workers and short locks.
+    const crash = await startRelay({
+      redis: cluster.asTestRedis(),
+      workers: 2,
+      targetCaPem: targetCa,
+      env: {
+        REDIS_CLUSTER_NODES: cluster.seeds,
+        QUEUE_PREFIX: 'crash',
+        QUEUE_SHARDS: '3',
+        LOG_LEVEL: 'debug',
+        JOB_LOCK_MS: '2000',
+        TARGET_TIMEOUT_MS: '1800',
+        HEADERS_TIMEOUT_MS: '1700',
+        BODY_TIMEOUT_MS: '1700',
+        SYNC_WAIT_MS: '20000',
+        FORWARD_ATTEMPTS: '3',
+      },
+    });
+    try {
+      const send = async (method: 'GET' | 'POST', path: string): Promise<{ status: number; body: string }> => {
+        const res = await request(`${crash.api.url}/mtls/account/acct-a`, { method, headers: { ...crash.auth(), 'lp-forward-url': `${target.url}${path}` }, ...(method === 'POST' ? { body: 'x' } : {}) });
+        return { status: res.statusCode, body: await res.body.text() };
+      };
+      const seen = new Set<string>();
+      const holder = async (): Promise<{ index: number; jobId: string }> =>
+        vi.waitFor(
+          () => {
+            for (const [index, w] of crash.workers.entries()) {
+              const line = w.logs.find((l) => l.msg === 'forward attempt started' && !seen.has(String(l['jobId'])));
+              if (line !== undefined) return { index, jobId: String(line['jobId']) };
+            }
+            throw new Error('no attempt started yet');
+          },
+          { timeout: 10_000, interval: 20 },
+        );
+      for (const method of ['GET', 'POST'] as const) {
+        const before = target.requests.length;
+        const pending = send(method, `/delay/1500?${method}`);
+        // Killed once the request has reached the target (mid-request).
+        await vi.waitFor(() => expect(target.requests.slice(before).some((r) => r.path.endsWith(`?${method}`))).toBe(true), { timeout: 10_000, interval: 20 });
+        const { index, jobId } = await holder();
+        seen.add(jobId);
+        const worker = crash.workers[index] as (typeof crash.workers)[number];
+        worker.proc.kill('SIGKILL');
+        crash.workers.splice(index, 1);
+        const res = await pending;
+        const sent = target.requests.slice(before).filter((r) => r.path.endsWith(`?${method}`)).length;
+        if (method === 'GET') {
+          expect(res.status).toBe(200);
+          expect(sent).toBe(2);
+        } else {
+          expect(res.status).toBe(502);
+          expect(JSON.parse(res.body)).toMatchObject({ code: 'delivery_uncertain', jobId });
+          expect(sent).toBe(1);
+        }
+        for (const w of crash.workers) for (const l of w.logs) if (l.msg === 'forward attempt started') seen.add(String(l['jobId']));
+        await crash.startWorker();
+      }
+    } finally {
+      await crash.close();
+    }
+  }, 90_000);
 
   it('a replica takes over a master (CLUSTER FAILOVER): no accepted job is lost', async () => {
     const master = cluster.masters[0] as ClusterNode;
