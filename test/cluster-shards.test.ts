@@ -184,6 +184,14 @@ describe.skipIf(external)('QUEUE_SHARDS on a 3-master Redis Cluster', () => {
     // Sync forwards are pollable too.
     expect((await stateOf(sync[5]?.jobId as string)).state).toBe('completed');
 
+    // The queue gauges cover every shard: one series per queue and state, the sum over the shards.
+    const metrics = await (await request(`${relay.api.url}/metrics`, { headers: relay.auth() })).body.text();
+    const completed = [...metrics.matchAll(/^mtls_relay_queue_jobs\{queue="forward",state="completed",service="api"\} (\d+)$/gm)].map((m) => Number(m[1]));
+    expect(completed).toHaveLength(1);
+    let perShard = 0;
+    for (const prefix of layout.prefixes) perShard += await relay.client.zcard(`${prefix}:forward:completed`);
+    expect(completed[0]).toBe(perShard);
+
     const after = await Promise.all(cluster.masters.map((m) => nodeCommandCalls(m.admin)));
     const deltas = after.map((a, i) => a - (before[i] as number));
     const total = deltas.reduce((a, b) => a + b, 0);
