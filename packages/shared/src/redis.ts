@@ -168,7 +168,8 @@ export function clusterMasterOf(redis: Redis, key: string): Redis | undefined | 
 /**
  * Runs one command per key as pipelines: one pipeline on a single Redis; on a Cluster one per hash slot (a
  * Cluster pipeline must stay within one node), all at once. Results come back in the order of `keys`, each as
- * [error, value] like `pipeline.exec()`.
+ * [error, value] like `pipeline.exec()`. On a Cluster a slot whose master is not connected is not sent to (its keys
+ * get an error at once), and a slot whose pipeline fails fails alone.
  */
 export async function pipelineBySlot(
   redis: Redis,
@@ -186,10 +187,23 @@ export async function pipelineBySlot(
   const results: Array<[Error | null, unknown]> = keys.map(() => [new Error('not run'), null]);
   await Promise.all(
     [...groups.values()].map(async (indexes) => {
+      const fail = (err: Error): void => {
+        for (const i of indexes) results[i] = [err, null];
+      };
+      if (cluster && !keyNodeConnected(redis, keys[indexes[0] as number] as string)) return fail(new Error('the Redis master for this slot is not connected'));
       const pipeline = redis.pipeline();
       for (const i of indexes) add(pipeline, i);
-      const replies = await pipeline.exec();
-      if (replies === null) throw new Error('the pipeline did not run');
+      let replies: Array<[Error | null, unknown]> | null;
+      try {
+        replies = await pipeline.exec();
+      } catch (err) {
+        if (!cluster) throw err;
+        return fail(err instanceof Error ? err : new Error(String(err)));
+      }
+      if (replies === null) {
+        if (!cluster) throw new Error('the pipeline did not run');
+        return fail(new Error('the pipeline did not run'));
+      }
       indexes.forEach((i, k) => {
         results[i] = (replies[k] ?? [new Error('no reply'), null]) as [Error | null, unknown];
       });

@@ -131,7 +131,7 @@ export class ForwardDispatcher {
     const keyed = admitted.filter((a) => a.item.request.idempotency !== undefined);
     const claimed = new Set<string>();
     if (keyed.length > 0) {
-      let earlier: Array<IdempotencyClaim | null>;
+      let earlier: Array<IdempotencyClaim | null | RelayError>;
       try {
         earlier = await this.#idempotency.claimMany(
           keyed.map((a) => {
@@ -147,6 +147,8 @@ export class ForwardDispatcher {
       keyed.forEach((a, i) => {
         const e = earlier[i];
         if (e === null) claimed.add(a.id);
+        // A Cluster slot that did not answer fails its own claims only.
+        else if (e instanceof RelayError) a.item.reject(e);
         else if (e !== undefined) a.item.resolve({ kind: 'replay', earlier: e });
       });
       admitted = admitted.filter((a) => a.item.request.idempotency === undefined || claimed.has(a.id));
