@@ -86,6 +86,12 @@ export class JobQueues {
     connection.on('connect', () => {
       this.#epoch += 1;
     });
+    // A Cluster reconnects node by node: a node's connection lost or failing also ends the trust in a withdrawal.
+    for (const event of ['-node', 'node error']) {
+      connection.on(event, () => {
+        this.#epoch += 1;
+      });
+    }
     const make = (name: JobName, prefix: string): Queue => {
       const q = new Queue(JOBS[name].queue, { connection, ...queueOptions(prefix) });
       q.on('error', (err) => logger.warn({ queue: name, prefix, ...errorSummary(err) }, 'queue error'));
