@@ -18,6 +18,10 @@ import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
 import { ScaledObject } from '@kubernetes-models/keda/keda.sh/v1alpha1';
 import { CONFIG_VARIABLES, loadConfig } from '../packages/shared/src/config.ts';
 import { startTestRedis } from './support/redis.ts';
+import { kedaTriggers } from '../scripts/lib/keda-triggers.ts';
+import { shardLayout } from '../packages/shared/src/shards.ts';
+import { JobQueues } from '../services/api/src/queueing/queue.ts';
+import { createLogger } from '../packages/shared/src/logging.ts';
 import type { TestRedis } from './support/redis.ts';
 
 const DIR = fileURLToPath(new URL('../deploy/k8s/', import.meta.url));
@@ -177,6 +181,28 @@ describe('the queue KEDA watches (real Redis, real BullMQ)', () => {
         await queue.obliterate({ force: true });
         await queue.close();
       }
+    }
+  });
+
+  it('with QUEUE_SHARDS, npm run keda:triggers names every shard\'s wait lists, the ones the relay fills; with one shard, the manifest\'s', async () => {
+    const prefix = config['QUEUE_PREFIX'] as string;
+    const manifest = (byKind('ScaledObject', 'mtls-relay-worker').spec as { triggers: unknown[] }).triggers;
+    expect(kedaTriggers({ queuePrefix: prefix, shards: 1, address: 'redis.mtls-relay.svc:6379', cluster: false })).toEqual(manifest);
+
+    const testPrefix = `t${Date.now().toString(36)}`;
+    const triggers = kedaTriggers({ queuePrefix: testPrefix, shards: 3, address: 'redis-0:6379', cluster: true });
+    expect(triggers).toHaveLength(6);
+    expect(new Set(triggers.map((t) => t.metadata['listLength']))).toEqual(new Set(['11']));
+    const client = redis.client();
+    const queues = new JobQueues(client, { prefix: shardLayout(testPrefix, 3).prefixes, resultTtlSeconds: 60 }, createLogger({ name: 'test', level: 'silent' }));
+    try {
+      // Three mapping jobs go round the three shards: one in each shard's mapping wait list.
+      for (let i = 0; i < 3; i++) await queues.enqueueMapping(queues.newMappingId(), { v: 1, tuples: [], requestId: `r${i}` });
+      for (const shard of queues.shards) await shard.forward.add('forward', { v: 2 }, { removeOnComplete: true });
+      for (const t of triggers) expect(await client.llen(t.metadata['listName'] as string), t.metadata['listName']).toBe(1);
+    } finally {
+      for (const q of queues.all) await q.obliterate({ force: true });
+      await queues.close();
     }
   });
 });

@@ -61,6 +61,8 @@ const adapters: Adapter[] = [
   // The dev tooling's in-memory backend that unit tests use (services/worker/src/resolver.test.ts).
   { name: 'memory (dev tooling, for unit tests)', make: () => new MemoryBackend() },
   { name: 'embedded (Redis, sealed)', make: () => new EmbeddedBackend(redisClient, createKeyRing(randomBytes(32)), unique()) },
+  // QUEUE_SHARDS > 1: keys tagged per account, the accounts folder indexed apart (the same contract).
+  { name: 'embedded by account (QUEUE_SHARDS > 1)', make: () => new EmbeddedBackend(redisClient, createKeyRing(randomBytes(32)), unique(), { byAccount: true }) },
 ];
 if (findBao() !== undefined) {
   adapters.push(

@@ -11,6 +11,7 @@ import type { Redis } from 'ioredis';
 import { createKeyRing } from '../../packages/shared/src/crypto.ts';
 import { CertificateStore, EmbeddedBackend, storeChangeChannel, VaultBackend } from '../../packages/shared/src/store/index.ts';
 import { mintToken } from '../../scripts/lib/tokens.ts';
+import { shardLayout } from '../../packages/shared/src/shards.ts';
 import type { DocumentBackend } from '../../packages/shared/src/store/index.ts';
 import { startTestRedis } from './redis.ts';
 import type { TestRedis } from './redis.ts';
@@ -85,7 +86,8 @@ export async function startRelay(opts: RelayOptions = {}): Promise<Relay> {
           ...(target.mount === undefined ? {} : { VAULT_KV_MOUNT: target.mount }),
           ...(target.pathPrefix === undefined ? {} : { VAULT_PATH_PREFIX: target.pathPrefix }),
         };
-  const prefix = `t${randomBytes(4).toString('hex')}`;
+  const prefix = opts.env?.['QUEUE_PREFIX'] ?? `t${randomBytes(4).toString('hex')}`;
+  const shards = shardLayout(prefix, Number(opts.env?.['QUEUE_SHARDS'] ?? 1));
   const masterKey = randomBytes(32).toString('base64');
   const dir = mkdtempSync(join(tmpdir(), 'mtls-relay-e2e-'));
   const env: Record<string, string> = {
@@ -117,7 +119,7 @@ export async function startRelay(opts: RelayOptions = {}): Promise<Relay> {
   const ring = createKeyRing(Buffer.from(masterKey, 'base64'));
   const backend: DocumentBackend =
     target === undefined
-      ? new EmbeddedBackend(client, ring, prefix)
+      ? new EmbeddedBackend(client, ring, shards.keyPrefix, { byAccount: shards.count > 1 })
       : new VaultBackend({
           addr: target.addr,
           token: target.adminToken,

@@ -206,6 +206,10 @@ const envSchema = z.object({
   REDIS_SENTINEL_PASSWORD: optionalString,
   /** Redis Cluster: `host:port` of one or more seed nodes (comma-separated); QUEUE_PREFIX must be hash-tagged. */
   REDIS_CLUSTER_NODES: list,
+  /** Queues (forward and mapping) one relay spreads its jobs over; with a Cluster, each shard gets its own hash slot. */
+  QUEUE_SHARDS: int(1, 1, 64),
+  /** Shards (0-based indexes, comma-separated) whose queues this worker consumes; every shard when unset. */
+  WORKER_SHARDS: list,
 });
 
 type Env = z.output<typeof envSchema>;
@@ -282,8 +286,11 @@ function redisTopologyProblems(e: Env): string[] {
   if (e.REDIS_SENTINELS.length > 0 && e.REDIS_CLUSTER_NODES.length > 0) problems.push('REDIS_SENTINELS and REDIS_CLUSTER_NODES exclude each other');
   if (e.REDIS_SENTINELS.length > 0 && e.REDIS_SENTINEL_NAME === undefined) problems.push('REDIS_SENTINELS is set: also set REDIS_SENTINEL_NAME (the master name)');
   // BullMQ's scripts touch several keys of a queue at once; in a cluster they must share one hash slot.
-  if (e.REDIS_CLUSTER_NODES.length > 0 && !/\{[^{}]+\}/.test(e.QUEUE_PREFIX)) {
+  if (e.REDIS_CLUSTER_NODES.length > 0 && e.QUEUE_SHARDS === 1 && !/\{[^{}]+\}/.test(e.QUEUE_PREFIX)) {
     problems.push(`QUEUE_PREFIX: with REDIS_CLUSTER_NODES it must carry a hash tag, for example {${e.QUEUE_PREFIX.replace(/[{}]/g, '')}}`);
+  }
+  for (const s of e.WORKER_SHARDS) {
+    if (!/^\d+$/.test(s) || Number(s) >= e.QUEUE_SHARDS) problems.push(`WORKER_SHARDS: "${s}" is not a shard index from 0 to ${e.QUEUE_SHARDS - 1} (QUEUE_SHARDS is ${e.QUEUE_SHARDS})`);
   }
   return problems;
 }

@@ -19,9 +19,31 @@ import type { ForwardResult, ReplyMessage } from './jobs.ts';
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const BATCH_MARK = 'fff';
 
-/** A new batch job id. */
-export function newBatchId(): string {
-  return `${randomUUID().slice(0, 33)}${BATCH_MARK}`;
+/**
+ * A new job id (UUID-shaped). With a shard (QUEUE_SHARDS > 1), its first two hex digits name the shard whose
+ * queue holds the job; without one (a single shard), it is random throughout.
+ */
+export function newJobId(shard?: number): string {
+  const uuid = randomUUID();
+  if (shard === undefined) return uuid;
+  if (!Number.isInteger(shard) || shard < 0 || shard > 0xff) throw new RangeError(`shard ${shard} out of range`);
+  return `${shard.toString(16).padStart(2, '0')}${uuid.slice(2)}`;
+}
+
+/** A new batch job id (on `shard`, when the relay has several). */
+export function newBatchId(shard?: number): string {
+  return `${newJobId(shard).slice(0, 33)}${BATCH_MARK}`;
+}
+
+/**
+ * The shard whose queues hold the job with this id (any job id: batch, forward, retry, mapping), or undefined
+ * when the id cannot name one of `count` shards. With one shard every id is on shard 0.
+ */
+export function shardOfId(id: string, count: number): number | undefined {
+  if (count <= 1) return 0;
+  if (!UUID.test(id)) return undefined;
+  const shard = Number.parseInt(id.slice(0, 2), 16);
+  return shard < count ? shard : undefined;
 }
 
 export function forwardIdOf(batchId: string, index: number): string {
@@ -86,12 +108,13 @@ const JOB_FIELDS = ['timestamp', 'processedOn', 'finishedOn', 'atm'] as const;
  */
 export class ForwardRecords {
   readonly #redis: Redis;
-  readonly #prefix: string;
+  /** BullMQ prefix of each shard (one entry without QUEUE_SHARDS). */
+  readonly #prefixes: readonly string[];
   readonly #queue: string;
 
-  constructor(redis: Redis, prefix: string, queue = 'forward') {
+  constructor(redis: Redis, prefix: string | readonly string[], queue = 'forward') {
     this.#redis = redis;
-    this.#prefix = prefix;
+    this.#prefixes = typeof prefix === 'string' ? [prefix] : prefix;
     this.#queue = queue;
   }
 
@@ -99,10 +122,14 @@ export class ForwardRecords {
   async view(forwardId: string): Promise<ForwardView | undefined> {
     const batchId = batchIdOf(forwardId);
     if (batchId === undefined) return undefined;
-    const home = await this.#read(batchId, forwardId);
+    const shard = shardOfId(forwardId, this.#prefixes.length);
+    if (shard === undefined) return undefined;
+    const prefix = this.#prefixes[shard] as string;
+    const home = await this.#read(prefix, batchId, forwardId);
     if (home === undefined) return undefined;
     if (home.record !== undefined && 'moved' in home.record) {
-      const retry = await this.#read(forwardId, forwardId);
+      // A retry job lives on its forward's shard (the id says so).
+      const retry = await this.#read(prefix, forwardId, forwardId);
       if (retry === undefined) return undefined;
       return this.#viewOf(forwardId, retry, home.createdAt, home.record.a, home.record.n);
     }
@@ -114,8 +141,8 @@ export class ForwardRecords {
     return (await this.view(forwardId))?.outcome ?? null;
   }
 
-  async #read(jobId: string, forwardId: string): Promise<JobFields | undefined> {
-    const key = jobKey(this.#prefix, this.#queue, jobId);
+  async #read(prefix: string, jobId: string, forwardId: string): Promise<JobFields | undefined> {
+    const key = jobKey(prefix, this.#queue, jobId);
     const values = await this.#redis.hmget(key, recordField(forwardId), ...JOB_FIELDS);
     const [record, timestamp, processedOn, finishedOn, atm] = values;
     if (timestamp === null || timestamp === undefined) return undefined;

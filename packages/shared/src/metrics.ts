@@ -80,7 +80,7 @@ function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
 }
 
 /**
- * Queue depth by state, age of the oldest waiting job, and certificate expiry (from the latest expiry check's
+ * Queue depth by state (summed over the shards of a queue), age of the oldest waiting job, and certificate expiry (from the latest expiry check's
  * snapshot). A collector that cannot reach Redis leaves its gauge empty and counts the failure; it never fails
  * the whole scrape.
  */
@@ -113,10 +113,15 @@ export function registerClusterGauges(
     registers: [registry],
     async collect() {
       await guarded('queue_jobs', this, async () => {
-        for (const q of deps.queues) {
-          const counts = await q.getJobCounts(...QUEUE_STATES);
-          for (const state of QUEUE_STATES) this.set({ queue: q.name, state }, counts[state] ?? 0);
+        // With QUEUE_SHARDS a queue name has one queue per shard: the gauge is their sum.
+        const all = await Promise.all(deps.queues.map(async (q) => ({ name: q.name, counts: await q.getJobCounts(...QUEUE_STATES) })));
+        const sums = new Map<string, Record<string, number>>();
+        for (const { name, counts } of all) {
+          const sum = sums.get(name) ?? {};
+          for (const state of QUEUE_STATES) sum[state] = (sum[state] ?? 0) + (counts[state] ?? 0);
+          sums.set(name, sum);
         }
+        for (const [name, sum] of sums) for (const state of QUEUE_STATES) this.set({ queue: name, state }, sum[state] ?? 0);
       });
     },
   });
@@ -127,10 +132,14 @@ export function registerClusterGauges(
     registers: [registry],
     async collect() {
       await guarded('queue_oldest', this, async () => {
-        for (const q of deps.queues) {
-          const [oldest] = await q.getJobs(['wait'], 0, 0, true);
-          this.set({ queue: q.name }, oldest === undefined ? 0 : Math.max(0, (now() - oldest.timestamp) / 1000));
+        // The oldest over every shard of the queue.
+        const all = await Promise.all(deps.queues.map(async (q) => ({ name: q.name, oldest: (await q.getJobs(['wait'], 0, 0, true))[0] })));
+        const ages = new Map<string, number>();
+        for (const { name, oldest } of all) {
+          const age = oldest === undefined ? 0 : Math.max(0, (now() - oldest.timestamp) / 1000);
+          ages.set(name, Math.max(ages.get(name) ?? 0, age));
         }
+        for (const [name, age] of ages) this.set({ queue: name }, age);
       });
     },
   });

@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { QueueLike } from './metrics.ts';
+import { pingMasters } from './redis.ts';
 
 export interface ReadinessResult {
   ok: boolean;
@@ -50,10 +51,57 @@ export async function runReadiness(checks: readonly ReadinessCheck[], isShutting
  */
 export async function queuesReady(redis: Redis, queues: QueueLike[]): Promise<ReadinessResult> {
   for (const q of queues) await q.getJobCounts('waiting');
+  return evictionPolicy(redis);
+}
+
+async function evictionPolicy(redis: Redis): Promise<ReadinessResult> {
   const info = await redis.info('memory');
   const policy = /^maxmemory_policy:(\S+)/m.exec(info)?.[1];
   if (policy !== undefined && policy !== 'noeviction') {
     return { ok: false, detail: `Redis maxmemory-policy is ${policy}; the queues need noeviction` };
   }
   return { ok: true };
+}
+
+/**
+ * QUEUE_SHARDS: ready while at least one shard's queues answer (within `timeoutMs` each), since new jobs go to
+ * the shards that answer; the detail names the shards that do not. One shard is `queuesReady`.
+ */
+export async function shardedQueuesReady(redis: Redis, shards: ReadonlyArray<readonly QueueLike[]>, timeoutMs = 1_200): Promise<ReadinessResult> {
+  if (shards.length === 1) return queuesReady(redis, [...(shards[0] ?? [])]);
+  // INFO goes to one node of a Cluster; a node that does not answer is a shard that is down, not an error here.
+  const policyCheck = Promise.race([
+    evictionPolicy(redis).catch((): ReadinessResult => ({ ok: true })),
+    new Promise<ReadinessResult>((r) => setTimeout(() => r({ ok: true }), timeoutMs).unref()),
+  ]);
+  const answers = await Promise.all(
+    shards.map(async (queues) => {
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), timeoutMs);
+      });
+      try {
+        return await Promise.race([Promise.all(queues.map((q) => q.getJobCounts('waiting'))).then(() => true), late]);
+      } catch {
+        return false;
+      } finally {
+        clearTimeout(timer);
+      }
+    }),
+  );
+  const down = answers.flatMap((ok, i) => (ok ? [] : [i]));
+  if (down.length === shards.length) return { ok: false, detail: 'no queue shard answers' };
+  const policy = await policyCheck;
+  if (!policy.ok) return policy;
+  return down.length === 0 ? { ok: true } : { ok: true, detail: `queue shards not answering: ${down.join(', ')}` };
+}
+
+/**
+ * Redis answers: PING. On a Cluster every master is asked, and one answer is enough (a master that does not
+ * answer holds shards that new jobs avoid: `shardedQueuesReady` names them); a single Redis must answer.
+ */
+export async function redisReady(redis: Redis, timeoutMs = 1_500): Promise<ReadinessResult> {
+  const { answered, asked } = await pingMasters(redis, timeoutMs);
+  if (answered === 0) return asked > 1 ? { ok: false, detail: 'no Redis Cluster master answers' } : { ok: false };
+  return answered === asked ? { ok: true } : { ok: true, detail: `${asked - answered} of ${asked} Redis Cluster masters do not answer` };
 }

@@ -2,6 +2,7 @@ import { Cluster, Redis } from 'ioredis';
 import type { ClusterOptions, RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Config } from './config.ts';
+import { slotOf } from './shards.ts';
 import { infrastructureTlsContext } from './trust.ts';
 
 /**
@@ -71,7 +72,7 @@ export function roleOptions(role: RedisRole, name: string, commandTimeoutMs = 5_
   return { ...common, ...byRole[role] };
 }
 
-function connect(endpoint: RedisEndpoint, options: RedisOptions): Redis {
+function connect(endpoint: RedisEndpoint, options: RedisOptions, role: RedisRole): Redis {
   const sentinels = endpoint.sentinels ?? [];
   const clusterNodes = endpoint.clusterNodes ?? [];
   if (sentinels.length > 0) {
@@ -92,6 +93,8 @@ function connect(endpoint: RedisEndpoint, options: RedisOptions): Redis {
       ...(enableOfflineQueue === undefined ? {} : { enableOfflineQueue }),
       clusterRetryStrategy: (times) => retryStrategy?.(times) ?? Math.min(times * 200, 2_000),
       enableReadyCheck: true,
+      // Replies travel by sharded pub/sub on a Cluster (SSUBSCRIBE on the node that holds the channel's slot).
+      ...(role === 'subscriber' ? { shardedSubscribers: true } : {}),
     };
     // A Cluster answers the same commands as a single Redis, and every key the relay writes starts with the
     // hash-tagged QUEUE_PREFIX, so multi-key scripts stay in one slot. Typed as Redis so the code has one client type.
@@ -103,7 +106,7 @@ function connect(endpoint: RedisEndpoint, options: RedisOptions): Redis {
 }
 
 export function createRedis(endpoint: string | RedisEndpoint, role: RedisRole, logger: Logger, name: string, commandTimeoutMs?: number): Redis {
-  const redis = connect(typeof endpoint === 'string' ? { url: endpoint } : endpoint, roleOptions(role, name, commandTimeoutMs));
+  const redis = connect(typeof endpoint === 'string' ? { url: endpoint } : endpoint, roleOptions(role, name, commandTimeoutMs), role);
   let down = false;
   redis.on('error', (err: Error & { code?: string }) => {
     // One line per outage, not one per reconnect attempt.
@@ -115,6 +118,98 @@ export function createRedis(endpoint: string | RedisEndpoint, role: RedisRole, l
     down = false;
   });
   return redis;
+}
+
+/** Is this connection a Redis Cluster client (typed as Redis, see `connect`)? */
+export function isCluster(redis: Redis): boolean {
+  return (redis as unknown as { isCluster?: boolean }).isCluster === true;
+}
+
+/**
+ * PINGs Redis: a single Redis must answer; on a Cluster every master is asked at once (each bounded by
+ * `timeoutMs`). Returns how many answered of how many were asked.
+ */
+export async function pingMasters(redis: Redis, timeoutMs = 1_500): Promise<{ answered: number; asked: number }> {
+  if (!isCluster(redis)) return { answered: (await redis.ping()) === 'PONG' ? 1 : 0, asked: 1 };
+  const masters = (redis as unknown as Cluster).nodes('master');
+  const answers = await Promise.all(
+    masters.map((node) =>
+      Promise.race([
+        node.ping().then((r) => r === 'PONG', () => false),
+        new Promise<boolean>((resolve) => setTimeout(() => resolve(false), timeoutMs).unref()),
+      ]),
+    ),
+  );
+  return { answered: answers.filter(Boolean).length, asked: masters.length };
+}
+
+/**
+ * On a Cluster: is the master that serves this key's slot connected? False when the slot map names a master this
+ * client has no ready connection to (it is down, or being reconnected): a command for that key would only wait.
+ * True on a single Redis, and while the slot map is not known yet.
+ */
+export function keyNodeConnected(redis: Redis, key: string): boolean {
+  const master = clusterMasterOf(redis, key);
+  return master === 'unknown' || (master !== undefined && master.status === 'ready');
+}
+
+/**
+ * On a Cluster, the connection to the master that serves a key's slot as the client's slot map has it: undefined
+ * when the map names a master the client has no connection to, 'unknown' without a map (or without a Cluster).
+ */
+export function clusterMasterOf(redis: Redis, key: string): Redis | undefined | 'unknown' {
+  if (!isCluster(redis)) return 'unknown';
+  const cluster = redis as unknown as Cluster;
+  const owner = (cluster as unknown as { slots?: Array<string[] | undefined> }).slots?.[slotOf(key)]?.[0];
+  if (owner === undefined) return 'unknown';
+  return cluster.nodes('master').find((n) => `${n.options.host}:${n.options.port}` === owner);
+}
+
+/**
+ * Runs one command per key as pipelines: one pipeline on a single Redis; on a Cluster one per hash slot (a
+ * Cluster pipeline must stay within one node), all at once. Results come back in the order of `keys`, each as
+ * [error, value] like `pipeline.exec()`. On a Cluster a slot whose master is not connected is not sent to (its keys
+ * get an error at once), and a slot whose pipeline fails fails alone.
+ */
+export async function pipelineBySlot(
+  redis: Redis,
+  keys: readonly string[],
+  add: (pipeline: ReturnType<Redis['pipeline']>, index: number) => void,
+): Promise<Array<[Error | null, unknown]>> {
+  const groups = new Map<number, number[]>();
+  const cluster = isCluster(redis);
+  keys.forEach((key, i) => {
+    const slot = cluster ? slotOf(key) : 0;
+    const group = groups.get(slot) ?? [];
+    group.push(i);
+    groups.set(slot, group);
+  });
+  const results: Array<[Error | null, unknown]> = keys.map(() => [new Error('not run'), null]);
+  await Promise.all(
+    [...groups.values()].map(async (indexes) => {
+      const fail = (err: Error): void => {
+        for (const i of indexes) results[i] = [err, null];
+      };
+      if (cluster && !keyNodeConnected(redis, keys[indexes[0] as number] as string)) return fail(new Error('the Redis master for this slot is not connected'));
+      const pipeline = redis.pipeline();
+      for (const i of indexes) add(pipeline, i);
+      let replies: Array<[Error | null, unknown]> | null;
+      try {
+        replies = await pipeline.exec();
+      } catch (err) {
+        if (!cluster) throw err;
+        return fail(err instanceof Error ? err : new Error(String(err)));
+      }
+      if (replies === null) {
+        if (!cluster) throw new Error('the pipeline did not run');
+        return fail(new Error('the pipeline did not run'));
+      }
+      indexes.forEach((i, k) => {
+        results[i] = (replies[k] ?? [new Error('no reply'), null]) as [Error | null, unknown];
+      });
+    }),
+  );
+  return results;
 }
 
 /** Resolves once the connection is ready, or rejects after `timeoutMs`. */

@@ -88,7 +88,7 @@ export function createApp(deps: AppDeps): Express {
   app.use('/accounts', cloudflareNotFound);
   app.use('/accounts', cloudflareErrorHandler(deps.logger));
   if (deps.metrics !== undefined) app.use(metricsRouter(deps.metrics.registry));
-  app.use(adminQueuesRouter(Object.values(deps.queues.queues)));
+  app.use(adminQueuesRouter(deps.queues.all));
 
   app.use((_req, _res, next) => next(new RelayError('not_found', 'no such route')));
   app.use(errorHandler(deps.logger));

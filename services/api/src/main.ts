@@ -5,8 +5,9 @@ import { ForwardRecords } from '@mtls-relay/shared/forward-records';
 import { replyChannel } from '@mtls-relay/shared/jobs';
 import { registerClusterGauges, timedBackend } from '@mtls-relay/shared/metrics';
 import { rawProblemResponse } from '@mtls-relay/shared/problem';
-import { queuesReady } from '@mtls-relay/shared/readiness';
-import { createRedis, redisEndpoint, waitForRedis } from '@mtls-relay/shared/redis';
+import { redisReady, shardedQueuesReady } from '@mtls-relay/shared/readiness';
+import { createRedis, isCluster, redisEndpoint, waitForRedis } from '@mtls-relay/shared/redis';
+import { shardLayout } from '@mtls-relay/shared/shards';
 import { createHostResolver } from '@mtls-relay/shared/target-dns';
 import { CertificateStore, createBackend, storeChangeChannel } from '@mtls-relay/shared/store';
 import { createApp } from './app.ts';
@@ -35,17 +36,21 @@ if (auth.devSecretFile !== undefined) {
 }
 logger.info(auth.summary, 'authentication configured');
 const subscriber = createRedis(redisEndpoint(config), 'subscriber', logger, `api-sub-${instanceId}`);
-const queues = new JobQueues(producer, { prefix: config.QUEUE_PREFIX, resultTtlSeconds: config.RESULT_TTL_SECONDS }, logger);
-const records = new ForwardRecords(producer, config.QUEUE_PREFIX);
+// QUEUE_SHARDS: one prefix per shard (a single one, QUEUE_PREFIX, by default); see shards.ts.
+const shards = shardLayout(config.QUEUE_PREFIX, config.QUEUE_SHARDS);
+const queues = new JobQueues(producer, { prefix: shards.prefixes, resultTtlSeconds: config.RESULT_TTL_SECONDS }, logger);
+const records = new ForwardRecords(producer, shards.prefixes);
 const waiter = new ResultWaiter(
   subscriber,
-  replyChannel(config.QUEUE_PREFIX, instanceId),
+  // One reply channel per shard, in the shard's slot: a worker replies in the pipeline that records the outcome.
+  shards.prefixes.map((prefix) => replyChannel(prefix, instanceId)),
   (id, name) => (name === 'forward' ? records.outcome(id) : queues.mappingOutcome(id)),
   logger,
+  { sharded: isCluster(subscriber) },
 );
 // Claims are pipelined: on a connection without BullMQ's scripts, which ioredis would copy into every pipeline.
 const claims = createRedis(redisEndpoint(config), 'producer', logger, `api-idem-${instanceId}`, config.REDIS_COMMAND_TIMEOUT_MS);
-const idempotency = new IdempotencyKeys(claims, config.QUEUE_PREFIX, config.REDIS_COMMAND_TIMEOUT_MS);
+const idempotency = new IdempotencyKeys(claims, shards.keyPrefix, config.REDIS_COMMAND_TIMEOUT_MS, { byAccount: shards.count > 1 });
 const metrics = new ApiMetrics();
 const dispatcher = new ForwardDispatcher(
   { ring, queues, waiter, idempotency, logger, onBatch: (n) => metrics.batchAdded(n) },
@@ -61,7 +66,7 @@ const dispatcher = new ForwardDispatcher(
 const backend = createBackend(config, { redis: producer, ring, logger });
 const changes = storeChangeChannel(config.QUEUE_PREFIX);
 // Every change is announced so that all workers drop their cached copy at once.
-registerClusterGauges(metrics.registry, { queues: Object.values(queues.queues), redis: producer, prefix: config.QUEUE_PREFIX });
+registerClusterGauges(metrics.registry, { queues: queues.all, redis: producer, prefix: shards.keyPrefix });
 const store = new CertificateStore(timedBackend(backend, metrics.registry), {
   onChange: async (accountId) => {
     await producer.publish(changes, accountId);
@@ -104,9 +109,9 @@ const app = createApp({
   isShuttingDown: boot.isShuttingDown,
   metrics,
   readiness: [
-    { name: 'redis', check: async () => ({ ok: (await producer.ping()) === 'PONG' }) },
+    { name: 'redis', check: () => redisReady(producer) },
     { name: 'store', check: () => store.backend.health() },
-    { name: 'queues', check: () => queuesReady(producer, Object.values(queues.queues)) },
+    { name: 'queues', check: () => shardedQueuesReady(producer, queues.shards.map((s) => Object.values(s))) },
   ],
 });
 
@@ -147,7 +152,7 @@ server.listen(config.PORT, config.HOST, () => {
   const address = server.address();
   const port = typeof address === 'object' && address !== null ? address.port : config.PORT;
   boundPort = port;
-  logger.info({ port, host: config.HOST, store: backend.kind, prefix: config.QUEUE_PREFIX }, 'api listening');
+  logger.info({ port, host: config.HOST, store: backend.kind, prefix: config.QUEUE_PREFIX, shards: shards.count }, 'api listening');
 });
 
 const shutdown = apiShutdown(

@@ -2,9 +2,12 @@ import { readFileSync } from 'node:fs';
 import { bootstrap } from '@mtls-relay/shared/bootstrap';
 import type { Bootstrap } from '@mtls-relay/shared/bootstrap';
 import { errorSummary } from '@mtls-relay/shared/logging';
-import { JOB_NAMES } from '@mtls-relay/shared/jobs';
+import { shardOfId } from '@mtls-relay/shared/forward-records';
+import { JOB_NAMES, JOBS } from '@mtls-relay/shared/jobs';
+import type { JobName } from '@mtls-relay/shared/jobs';
+import { shardLayout } from '@mtls-relay/shared/shards';
 import { createRegistry, registerClusterGauges, timedBackend } from '@mtls-relay/shared/metrics';
-import { queuesReady } from '@mtls-relay/shared/readiness';
+import { redisReady, shardedQueuesReady } from '@mtls-relay/shared/readiness';
 import { createRedis, redisEndpoint } from '@mtls-relay/shared/redis';
 import { createHostResolver } from '@mtls-relay/shared/target-dns';
 import { CertificateStore, createBackend, storeChangeChannel } from '@mtls-relay/shared/store';
@@ -17,10 +20,10 @@ import { createExpiryProcessor, scheduleExpiryCheck } from './processors/expiry.
 import { createForwardProcessor } from './processors/forward.ts';
 import { createMappingProcessor } from './processors/mapping.ts';
 import { CertificateResolver } from './resolver.ts';
-import type { Queue } from 'bullmq';
+import type { Processor, Queue } from 'bullmq';
 import { workerShutdown } from './shutdown.ts';
 import { Limiter } from './limiter.ts';
-import { ForwardRecorder } from './recorder.ts';
+import { ShardRecorders } from './shard-recorders.ts';
 import { backoffDelay } from './retry.ts';
 import { producerQueue, retryJobAdder, startWorkers } from './worker.ts';
 
@@ -78,22 +81,30 @@ const breakers = new BreakerRegistry(
   logger,
 );
 
-// Producer-side handles on the queues: the expiry job's scheduler, the queue gauges and the readiness check.
-const queues = JOB_NAMES.map((name) => producerQueue(name, commands, config.QUEUE_PREFIX));
-for (const q of queues) q.on('error', (err) => logger.warn({ queue: q.name, ...errorSummary(err) }, 'queue error'));
-registerClusterGauges(registry, { queues, redis: commands, prefix: config.QUEUE_PREFIX });
+// QUEUE_SHARDS: one prefix per shard (QUEUE_PREFIX alone by default); this worker consumes WORKER_SHARDS (all by default).
+const shards = shardLayout(config.QUEUE_PREFIX, config.QUEUE_SHARDS);
+const consumed = config.WORKER_SHARDS.length === 0 ? shards.prefixes.map((_, i) => i) : [...new Set(config.WORKER_SHARDS.map(Number))].sort((a, b) => a - b);
+// The certificate-expiry job lives on shard 0 only: it runs once per relay.
+const namesOn = (shard: number): JobName[] => JOB_NAMES.filter((name) => name !== 'expiry' || shard === 0);
+// Producer-side handles on every shard's queues: retry jobs, the expiry job's scheduler, the gauges, readiness.
+const shardQueues = shards.prefixes.map((prefix, shard) => namesOn(shard).map((name) => producerQueue(name, commands, prefix)));
+const queues = shardQueues.flat();
+for (const q of queues) q.on('error', (err) => logger.warn({ queue: q.name, prefix: q.opts.prefix, ...errorSummary(err) }, 'queue error'));
+registerClusterGauges(registry, { queues, redis: commands, prefix: shards.keyPrefix });
+const queueOf = (shard: number, name: JobName): Queue => (shardQueues[shard] ?? []).find((q) => q.name === JOBS[name].queue) as Queue;
+const retryAdders = shards.prefixes.map((_, shard) => retryJobAdder(queueOf(shard, 'forward')));
 const metrics = new WorkerMetrics(breakers, registry);
 
 const retrySettings = { retryBaseDelayMs: config.RETRY_BASE_DELAY_MS, retryMaxDelayMs: 30_000 };
-const workers = startWorkers({
-  processors: {
+const processors = {
     forward: createForwardProcessor({
       ring,
       resolver,
       target,
       breakers,
-      recorder: new ForwardRecorder(recordsRedis, config.QUEUE_PREFIX, logger, { noteWithinMs: Math.min(1_000, Math.floor(config.JOB_LOCK_MS / 4)) }),
-      retry: retryJobAdder(queues[JOB_NAMES.indexOf('forward')] as Queue),
+      recorder: new ShardRecorders(recordsRedis, shards.prefixes, logger, { noteWithinMs: Math.min(1_000, Math.floor(config.JOB_LOCK_MS / 4)) }),
+      // A retry job goes to its forward's shard, where the forward's record lives.
+      retry: (entry, next) => (retryAdders[shardOfId(entry.id, shards.count) ?? 0] as ReturnType<typeof retryJobAdder>)(entry, next),
       backoff: (attemptsMade, retryAfter) => backoffDelay(attemptsMade, retryAfter, retrySettings),
       limiter: new Limiter(config.WORKER_CONCURRENCY),
       observer: metrics,
@@ -104,29 +115,37 @@ const workers = startWorkers({
       takeoverWaitMs: config.TARGET_TIMEOUT_MS + 5_000,
     }),
     mapping: createMappingProcessor({ resolver }),
-    expiry: createExpiryProcessor({ store, redis: commands, prefix: config.QUEUE_PREFIX, logger, intervalSeconds: config.CERT_EXPIRY_CHECK_SECONDS }),
-  },
-  observer: metrics,
-  connection,
-  publisher: commands,
-  logger,
-  instanceId,
-  settings: {
-    prefix: config.QUEUE_PREFIX,
-    concurrency: config.WORKER_CONCURRENCY,
-    lockDurationMs: config.JOB_LOCK_MS,
-    ...retrySettings,
-  },
-});
+    expiry: createExpiryProcessor({ store, redis: commands, prefix: shards.keyPrefix, logger, intervalSeconds: config.CERT_EXPIRY_CHECK_SECONDS }),
+} satisfies Record<JobName, Processor>;
+// One BullMQ Worker per (job name, consumed shard). The forwards sent at once stay bounded per process by the
+// limiter; the jobs held per shard are WORKER_CONCURRENCY shared out over the shards.
+const perShard = Math.max(1, Math.ceil(config.WORKER_CONCURRENCY / consumed.length));
+const workers = consumed.flatMap((shard) =>
+  startWorkers({
+    processors,
+    observer: metrics,
+    connection,
+    publisher: commands,
+    logger,
+    instanceId,
+    jobNames: namesOn(shard),
+    settings: {
+      prefix: shards.prefixes[shard] as string,
+      concurrency: perShard,
+      lockDurationMs: config.JOB_LOCK_MS,
+      ...retrySettings,
+    },
+  }),
+);
 
 const health = createHealthServer({
   registry,
   logger,
   isShuttingDown: boot.isShuttingDown,
   checks: [
-    { name: 'redis', check: async () => ({ ok: (await commands.ping()) === 'PONG' }) },
+    { name: 'redis', check: () => redisReady(commands) },
     { name: 'store', check: () => store.backend.health() },
-    { name: 'queues', check: () => queuesReady(commands, queues) },
+    { name: 'queues', check: () => shardedQueuesReady(commands, consumed.map((shard) => shardQueues[shard] ?? [])) },
     { name: 'workers', check: async () => ({ ok: workers.every((w) => w.isRunning()) }) },
   ],
 });
@@ -134,12 +153,13 @@ let metricsPort;
 try {
   metricsPort = await listen(health, config.METRICS_PORT, config.HOST);
   selfPorts.push(metricsPort);
-  await scheduleExpiryCheck(queues[JOB_NAMES.indexOf('expiry')] as Queue, config.CERT_EXPIRY_CHECK_SECONDS);
+  // Scheduled by the workers that consume shard 0, the only shard with an expiry queue.
+  if (consumed.includes(0)) await scheduleExpiryCheck(queueOf(0, 'expiry'), config.CERT_EXPIRY_CHECK_SECONDS);
 } catch (err) {
   boot.fatal(err, `the health/metrics server could not listen on ${config.HOST}:${config.METRICS_PORT}, or the expiry check could not be scheduled`);
 }
 // `port` is the health/metrics server's (probes and scrapers use it).
-logger.info({ store: backend.kind, concurrency: config.WORKER_CONCURRENCY, prefix: config.QUEUE_PREFIX, port: metricsPort }, 'worker started');
+logger.info({ store: backend.kind, concurrency: config.WORKER_CONCURRENCY, prefix: config.QUEUE_PREFIX, shards: consumed, port: metricsPort }, 'worker started');
 
 const shutdown = workerShutdown({ workers, target, breakers, backend, redis: [connection, commands, recordsRedis, subscriber] }, logger, config.JOB_LOCK_MS);
 boot.onSignals(() => shutdown().finally(() => health.close()));

@@ -1,9 +1,11 @@
-import type { Cluster, Redis } from 'ioredis';
+import { Redis } from 'ioredis';
+import type { Cluster } from 'ioredis';
 import { jobKey, parseRecord, recordField } from '@mtls-relay/shared/forward-records';
 import type { ForwardRecord } from '@mtls-relay/shared/forward-records';
 import { INLINE_REPLY_LIMIT } from '@mtls-relay/shared/jobs';
 import type { ReplyMessage } from '@mtls-relay/shared/jobs';
 import { errorSummary } from '@mtls-relay/shared/logging';
+import { clusterMasterOf, isCluster } from '@mtls-relay/shared/redis';
 import type { Logger } from '@mtls-relay/shared/logging';
 
 /** One finished forward: its record, and where its reply goes. */
@@ -56,12 +58,14 @@ export class ForwardRecorder {
   flushes = 0;
   records = 0;
 
+  readonly #sharded: boolean;
   readonly #noteWithinMs: number;
   #noteTimer: NodeJS.Timeout | undefined;
 
   /** `noteWithinMs`: a runner note waits at most this long for a record pipeline to travel with (well under the job lock). */
   constructor(redis: Redis, prefix: string, logger: Logger, options: { queue?: string; noteWithinMs?: number } = {}) {
     this.#redis = redis;
+    this.#sharded = isCluster(redis);
     this.#prefix = prefix;
     this.#queue = options.queue ?? 'forward';
     this.#logger = logger;
@@ -128,9 +132,9 @@ export class ForwardRecorder {
    * Is the worker process with this connection-name suffix still connected to Redis? A process that died has
    * its sockets closed by the kernel; one that is merely waiting on a stalled Redis keeps them.
    */
-  async isConnected(nameSuffix: string): Promise<boolean> {
+  async isConnected(nameSuffix: string, jobId?: string): Promise<boolean> {
     try {
-      return await this.#listed(nameSuffix);
+      return await this.#listed(nameSuffix, jobId);
     } catch (err) {
       // CLIENT LIST refused (ACLs, some managed Redis): unknown, so a takeover waits its whole deadline.
       this.#logger.warn({ ...errorSummary(err) }, 'could not list Redis clients; a takeover waits its whole deadline');
@@ -138,8 +142,10 @@ export class ForwardRecorder {
     }
   }
 
-  async #listed(nameSuffix: string): Promise<boolean> {
-    const nodes = 'nodes' in this.#redis && typeof (this.#redis as unknown as Cluster).nodes === 'function' ? (this.#redis as unknown as Cluster).nodes('master') : [this.#redis];
+  async #listed(nameSuffix: string, jobId?: string): Promise<boolean> {
+    // On a Cluster, the master that holds this recorder's queue: the one the previous runner took the job from.
+    const master = clusterMasterOf(this.#redis, jobKey(this.#prefix, this.#queue, jobId ?? 'x'));
+    const nodes = !this.#sharded ? [this.#redis] : master instanceof Redis ? [master] : (this.#redis as unknown as Cluster).nodes('master');
     for (const node of nodes) {
       const list = String(await node.client('LIST'));
       if (list.split('\n').some((line) => line.includes(` name=worker-`) && line.includes(`${nameSuffix} `))) return true;
@@ -181,7 +187,11 @@ export class ForwardRecorder {
       }
     }
     for (const c of claims) pipeline.hsetnx(jobKey(this.#prefix, this.#queue, c.jobId), c.field, c.token);
-    for (const [channel, texts] of replies) pipeline.publish(channel, `[${texts.join(',')}]`);
+    // A Cluster carries replies by sharded pub/sub; the channel is in this shard's slot, as the records are.
+    for (const [channel, texts] of replies) {
+      if (this.#sharded) pipeline.spublish(channel, `[${texts.join(',')}]`);
+      else pipeline.publish(channel, `[${texts.join(',')}]`);
+    }
     for (const note of runners) pipeline.hset(jobKey(this.#prefix, this.#queue, note.jobId), 'runner', note.runner);
     try {
       const results = (await pipeline.exec()) ?? [];

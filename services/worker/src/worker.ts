@@ -5,6 +5,7 @@ import { decodeFailure } from '@mtls-relay/shared/errors';
 import { JOB_NAMES, JOBS, queueOptions, retention } from '@mtls-relay/shared/jobs';
 import type { ForwardBatch, ForwardEntry, JobName, ReplyMessage } from '@mtls-relay/shared/jobs';
 import { errorSummary } from '@mtls-relay/shared/logging';
+import { isCluster } from '@mtls-relay/shared/redis';
 import type { Logger } from '@mtls-relay/shared/logging';
 import type { JobObserver } from './metrics.ts';
 import { AttemptError, backoffDelay } from './retry.ts';
@@ -51,11 +52,13 @@ export function startWorkers(deps: {
   instanceId: string;
   /** Told of every finished job attempt (metrics). */
   observer?: JobObserver;
+  /** The job names to consume (every one by default; with QUEUE_SHARDS, the expiry job on shard 0 only). */
+  jobNames?: readonly JobName[];
 }): Worker[] {
   const missing = JOB_NAMES.filter((name) => typeof deps.processors[name] !== 'function');
   if (missing.length > 0) throw new Error(`no processor registered for job(s): ${missing.join(', ')}`);
 
-  return JOB_NAMES.map((name) => {
+  return (deps.jobNames ?? JOB_NAMES).map((name) => {
     const worker = new Worker(JOBS[name].queue, deps.processors[name], {
       connection: deps.connection,
       prefix: deps.settings.prefix,
@@ -74,7 +77,7 @@ export function startWorkers(deps: {
           ),
       },
     });
-    const log = deps.logger.child({ queue: JOBS[name].queue });
+    const log = deps.logger.child({ queue: JOBS[name].queue, prefix: deps.settings.prefix });
     worker.on('error', (err) => log.error(errorSummary(err), 'worker error'));
     worker.on('stalled', (jobId) => log.warn({ jobId }, 'job stalled: its worker stopped renewing the lock'));
     worker.on('completed', (job: Job, result: unknown) => {
@@ -95,7 +98,9 @@ async function reply(publisher: Redis, job: Job, message: ReplyMessage, log: Log
   const channel = (job.data as { replyTo?: unknown }).replyTo;
   if (typeof channel !== 'string') return;
   try {
-    await publisher.publish(channel, JSON.stringify([message]));
+    // A Cluster carries replies by sharded pub/sub: the channel lives in the job's shard's slot.
+    const text = JSON.stringify([message]);
+    await (isCluster(publisher) ? publisher.spublish(channel, text) : publisher.publish(channel, text));
   } catch (err) {
     // The API falls back to reading the job's state when its wait runs out.
     log.warn({ jobId: job.id, ...errorSummary(err) }, 'could not publish job reply');

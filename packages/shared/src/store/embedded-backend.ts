@@ -2,6 +2,8 @@ import type { Redis } from 'ioredis';
 import { openJson, sealJson, SealError } from '../crypto.ts';
 import type { KeyRing } from '../crypto.ts';
 import { StoreError } from '../errors.ts';
+import { pingMasters } from '../redis.ts';
+import { accountTag } from '../shards.ts';
 import type { BackendHealth, DocumentBackend, StoredDocument } from './types.ts';
 
 // Writes a new version atomically: optional check-and-set, then the sealed value and the folder indexes.
@@ -26,19 +28,34 @@ export class EmbeddedBackend implements DocumentBackend {
   readonly #redis: Redis;
   readonly #ring: KeyRing;
   readonly #prefix: string;
+  readonly #byAccount: boolean;
 
-  constructor(redis: Redis, ring: KeyRing, prefix: string) {
+  /**
+   * `byAccount` (QUEUE_SHARDS > 1): the keys of an account's documents and folders carry the account's hash tag
+   * (`<prefix>:store:{<account>}:doc:accounts/<account>/…`), so that on a Cluster the store spreads over the
+   * masters by account while one document and its account's folders stay in one slot; everything else (the
+   * `accounts` folder, `_meta`) shares one tag. Without it the keys are exactly as before.
+   */
+  constructor(redis: Redis, ring: KeyRing, prefix: string, options: { byAccount?: boolean } = {}) {
     this.#redis = redis;
     this.#ring = ring;
     this.#prefix = `${prefix}:store`;
+    this.#byAccount = options.byAccount === true;
+  }
+
+  /** The hash-tag part of a path's keys ('' without byAccount). */
+  #tag(path: string): string {
+    if (!this.#byAccount) return '';
+    const parts = path.split('/');
+    return parts[0] === 'accounts' && parts.length >= 2 && parts[1] !== '' ? `${accountTag(parts[1] as string)}:` : '{store}:';
   }
 
   #docKey(path: string): string {
-    return `${this.#prefix}:doc:${path}`;
+    return `${this.#prefix}:${this.#tag(path)}doc:${path}`;
   }
 
   #dirKey(folder: string): string {
-    return `${this.#prefix}:dir:${folder}`;
+    return `${this.#prefix}:${this.#tag(folder)}dir:${folder}`;
   }
 
   async read(path: string): Promise<StoredDocument | null> {
@@ -59,10 +76,20 @@ export class EmbeddedBackend implements DocumentBackend {
     const parts = path.split('/');
     const dirKeys: string[] = [];
     const names: string[] = [];
+    // Folders in another slot than the document (the `accounts` folder, with byAccount) are indexed first, on
+    // their own: a listing may then name an account whose first write failed, never miss one that exists.
+    const apart: Array<[string, string]> = [];
     for (let i = parts.length - 1; i >= 1; i--) {
-      dirKeys.push(this.#dirKey(parts.slice(0, i).join('/')));
-      names.push(i === parts.length - 1 ? (parts[i] as string) : `${parts[i]}/`);
+      const folder = parts.slice(0, i).join('/');
+      const name = i === parts.length - 1 ? (parts[i] as string) : `${parts[i]}/`;
+      if (this.#tag(folder) === this.#tag(path)) {
+        dirKeys.push(this.#dirKey(folder));
+        names.push(name);
+      } else {
+        apart.push([this.#dirKey(folder), name]);
+      }
     }
+    for (const [key, name] of apart) await this.#call(() => this.#redis.sadd(key, name));
     const result = await this.#call(() =>
       this.#redis.eval(WRITE_SCRIPT, 1 + dirKeys.length, this.#docKey(path), ...dirKeys, String(options.cas ?? -1), sealed, ...names),
     );
@@ -74,6 +101,12 @@ export class EmbeddedBackend implements DocumentBackend {
   async remove(path: string): Promise<void> {
     const slash = path.lastIndexOf('/');
     const parent = slash < 0 ? '' : path.slice(0, slash);
+    if (this.#tag(parent) !== this.#tag(path)) {
+      // Not one slot (a document directly under `accounts`, with byAccount): two steps, the document first.
+      await this.#call(() => this.#redis.del(this.#docKey(path)));
+      await this.#call(() => this.#redis.srem(this.#dirKey(parent), path.slice(slash + 1)));
+      return;
+    }
     await this.#call(() =>
       this.#redis.multi().del(this.#docKey(path)).srem(this.#dirKey(parent), path.slice(slash + 1)).exec(),
     );
@@ -93,7 +126,8 @@ export class EmbeddedBackend implements DocumentBackend {
 
   async health(): Promise<BackendHealth> {
     try {
-      await this.#redis.ping();
+      // On a Cluster, one master answering is enough: documents on a master that does not are unavailable alone.
+      if ((await pingMasters(this.#redis)).answered === 0) throw new Error('no answer');
       return { ok: true, detail: 'redis' };
     } catch (err) {
       return { ok: false, detail: `redis: ${(err as Error).name}` };

@@ -4,6 +4,7 @@ import type { Config } from '../config.ts';
 import type { KeyRing } from '../crypto.ts';
 import { EmbeddedBackend } from './embedded-backend.ts';
 import { VaultBackend } from './vault-backend.ts';
+import { shardLayout } from '../shards.ts';
 import type { DocumentBackend } from './types.ts';
 
 export * from './types.ts';
@@ -31,7 +32,9 @@ export function createBackend(config: Readonly<Config>, deps: { redis: Redis; ri
       logger: deps.logger.child({ component: 'vault' }),
     });
   }
-  return new EmbeddedBackend(deps.redis, deps.ring, config.QUEUE_PREFIX);
+  // With QUEUE_SHARDS > 1 the documents spread over a Cluster by account (embedded-backend.ts).
+  const shards = config.QUEUE_SHARDS ?? 1;
+  return new EmbeddedBackend(deps.redis, deps.ring, shardLayout(config.QUEUE_PREFIX, shards).keyPrefix, { byAccount: shards > 1 });
 }
 
 /** Pub/sub channel on which store changes are announced (payload: the account id). */

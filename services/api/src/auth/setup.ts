@@ -9,6 +9,7 @@ import type { Redis } from 'ioredis';
 import type { RequestHandler } from 'express';
 import type { Config } from '@mtls-relay/shared/config';
 import { ConfigError } from '@mtls-relay/shared/errors';
+import { shardLayout } from '@mtls-relay/shared/shards';
 import type { Logger } from '@mtls-relay/shared/logging';
 import { loadConsumers } from './consumers.ts';
 import { devJwtSecret } from './dev-secret.ts';
@@ -106,7 +107,8 @@ export function buildAuthentication(config: Readonly<Config>, deps: { redis: Red
   const openPaths = new Set(['/healthz', '/readyz', '/openapi.json', ...(config.METRICS_PUBLIC ? ['/metrics'] : [])]);
   const authenticate = createAuthenticator({
     consumers,
-    nonces: new NonceStore(deps.redis, config.QUEUE_PREFIX, config.OAUTH_TIMESTAMP_WINDOW_SECONDS),
+    // With QUEUE_SHARDS > 1 the prefix has no hash tag: each nonce's key hashes to a slot of its own.
+    nonces: new NonceStore(deps.redis, shardLayout(config.QUEUE_PREFIX, config.QUEUE_SHARDS).keyPrefix, config.OAUTH_TIMESTAMP_WINDOW_SECONDS),
     jwt,
     windowSeconds: config.OAUTH_TIMESTAMP_WINDOW_SECONDS,
     trustProxy: config.TRUST_PROXY,

@@ -155,8 +155,13 @@ export class ForwardDispatcher {
     }
   }
 
-  async #commit(items: Pending[]): Promise<void> {
-    const batchId = newBatchId();
+  /**
+   * With QUEUE_SHARDS, the batch goes to the next shard in turn; if that shard definitely did not take it
+   * (nothing was written), it is tried on the next one under a new id (`tried` counts the shards tried).
+   */
+  async #commit(items: Pending[], tried = 0): Promise<void> {
+    const shard = this.#queues.shardCount > 1 ? this.#queues.nextShard() : undefined;
+    const batchId = newBatchId(shard);
     const ids = items.map((_, i) => forwardIdOf(batchId, i));
     const now = Date.now();
     let admitted = items.map((item, i) => ({ item, id: ids[i] as string }));
@@ -165,7 +170,7 @@ export class ForwardDispatcher {
     const keyed = admitted.filter((a) => a.item.request.idempotency !== undefined);
     const claimed = new Set<string>();
     if (keyed.length > 0) {
-      let earlier: Array<IdempotencyClaim | null>;
+      let earlier: Array<IdempotencyClaim | null | RelayError>;
       try {
         earlier = await this.#idempotency.claimMany(
           keyed.map((a) => {
@@ -181,6 +186,8 @@ export class ForwardDispatcher {
       keyed.forEach((a, i) => {
         const e = earlier[i];
         if (e === null) claimed.add(a.id);
+        // A Cluster slot that did not answer fails its own claims only.
+        else if (e instanceof RelayError) a.item.reject(e);
         else if (e !== undefined) a.item.resolve({ kind: 'replay', earlier: e });
       });
       admitted = admitted.filter((a) => a.item.request.idempotency === undefined || claimed.has(a.id));
@@ -201,8 +208,14 @@ export class ForwardDispatcher {
     } catch (err) {
       for (const w of waits) w?.cancel();
       const definite = err instanceof EnqueueError && err.definite;
+      if (shard !== undefined) this.#queues.markDown(shard);
       if (definite) {
         await Promise.all(admitted.filter((a) => claimed.has(a.id)).map((a) => this.#release(a.item.request, a.id)));
+        if (shard !== undefined && tried + 1 < this.#queues.shardCount && this.#queues.availableShards() > 0) {
+          this.#logger.warn({ batch: batchId, shard, forwards: admitted.length, ...errorSummary(err) }, 'shard did not take the forward batch: trying the next shard');
+          await this.#commit(admitted.map((a) => a.item), tried + 1);
+          return;
+        }
       }
       this.#logger.warn({ batch: batchId, forwards: admitted.length, definite, ...errorSummary(err) }, 'forward batch not confirmed by Redis');
       admitted.forEach((a) => {
@@ -240,7 +253,7 @@ export class ForwardDispatcher {
       requireCertificate: r.requireCertificate,
       ...(r.idempotency === undefined ? {} : { idempotencyKey: r.idempotency.key }),
       requestId: r.requestId,
-      ...(r.wantsReply ? { replyTo: this.#waiter.channel } : {}),
+      ...(r.wantsReply ? { replyTo: this.#waiter.channelFor(id) } : {}),
       request: sealRequest(this.#ring, id, { headers: r.headers, query: r.query, body: r.body }),
       enqueuedAt: now,
     };

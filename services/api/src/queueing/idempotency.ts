@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { RelayError } from '@mtls-relay/shared/errors';
+import { isCluster, pipelineBySlot } from '@mtls-relay/shared/redis';
+import { accountTag } from '@mtls-relay/shared/shards';
 
 export interface IdempotencyClaim {
   jobId: string;
@@ -43,9 +45,16 @@ export class IdempotencyKeys {
   /** A claim older than this whose forward does not exist was never enqueued (see `isStale`). */
   readonly staleAfterMs: number;
 
-  constructor(redis: Redis, prefix: string, commandTimeoutMs = 5_000) {
+  readonly #byAccount: boolean;
+
+  /**
+   * `byAccount` (QUEUE_SHARDS > 1): each account's keys carry a hash tag of their own, so that on a Cluster the
+   * records spread over the masters by account; otherwise the keys are exactly as before.
+   */
+  constructor(redis: Redis, prefix: string, commandTimeoutMs = 5_000, options: { byAccount?: boolean } = {}) {
     this.#redis = redis;
     this.#prefix = `${prefix}:idem`;
+    this.#byAccount = options.byAccount === true;
     this.staleAfterMs = 3 * commandTimeoutMs;
   }
 
@@ -58,30 +67,44 @@ export class IdempotencyKeys {
   }
 
   #key(accountId: string, key: string): string {
-    return `${this.#prefix}:${accountId}:${sha256(key)}`;
+    return `${this.#prefix}:${this.#byAccount ? accountTag(accountId) : accountId}:${sha256(key)}`;
   }
 
   /**
    * Claims several keys in one round trip (`SET … NX GET`, Redis 7): for each, null when claimed now, or the
    * earlier claim. Throws RelayError queue_unavailable when Redis does not answer (a claim may then land later:
-   * see `releaseStale`).
+   * see `releaseStale`). On a Cluster (keys by account, one pipeline per slot) a slot that does not answer fails
+   * only its own claims: those come back as RelayError queue_unavailable, the others as usual.
    */
-  async claimMany(claims: ReadonlyArray<{ accountId: string; key: string; claim: IdempotencyClaim }>): Promise<Array<IdempotencyClaim | null>> {
+  async claimMany(claims: ReadonlyArray<{ accountId: string; key: string; claim: IdempotencyClaim }>): Promise<Array<IdempotencyClaim | null | RelayError>> {
     let replies: Array<[Error | null, unknown]> | null;
+    const failedAlone = new Set<number>();
     try {
-      const pipeline = this.#redis.pipeline();
-      for (const c of claims) pipeline.set(this.#key(c.accountId, c.key), JSON.stringify(c.claim), 'EX', IDEMPOTENCY_TTL_SECONDS, 'NX', 'GET');
-      replies = await pipeline.exec();
+      // One pipeline (one per slot on a Cluster).
+      const keys = claims.map((c) => this.#key(c.accountId, c.key));
+      replies = await pipelineBySlot(this.#redis, keys, (pipeline, i) => {
+        pipeline.set(keys[i] as string, JSON.stringify(claims[i]?.claim), 'EX', IDEMPOTENCY_TTL_SECONDS, 'NX', 'GET');
+      });
       // A pipeline reports a command that timed out as that command's error, not as a rejection.
       const failed = replies?.find(([err]) => err !== null)?.[0];
-      if (replies === null || failed !== undefined) throw failed ?? new Error('the pipeline did not run');
+      if (isCluster(this.#redis) && failed !== undefined && replies.some(([err]) => err === null)) {
+        replies.forEach(([err], i) => {
+          if (err !== null) failedAlone.add(i);
+        });
+      } else if (replies === null || failed !== undefined) {
+        throw failed ?? new Error('the pipeline did not run');
+      }
     } catch (cause) {
       // The claims may still run (a stalled Redis runs them when it resumes): queue their release behind them
       // on the same connection, so that the keys are free again the moment Redis answers.
       for (const c of claims) void this.release(c.accountId, c.key, c.claim.jobId);
       throw new RelayError('queue_unavailable', 'Redis is unavailable; nothing was enqueued', { cause, retryAfter: 1 });
     }
-    return claims.map((_, i) => {
+    return claims.map((c, i) => {
+      if (failedAlone.has(i)) {
+        void this.release(c.accountId, c.key, c.claim.jobId);
+        return new RelayError('queue_unavailable', 'Redis is unavailable; nothing was enqueued', { cause: replies?.[i]?.[0], retryAfter: 1 });
+      }
       const value = replies?.[i]?.[1] ?? null;
       if (value === null) return null;
       try {

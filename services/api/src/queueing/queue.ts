@@ -1,16 +1,20 @@
 import { Job, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { decodeFailure, RelayError } from '@mtls-relay/shared/errors';
-import { jobKey, recordField } from '@mtls-relay/shared/forward-records';
+import { jobKey, newJobId, recordField, shardOfId } from '@mtls-relay/shared/forward-records';
 import type { ForwardRecord } from '@mtls-relay/shared/forward-records';
 import { JOBS, queueOptions, retention } from '@mtls-relay/shared/jobs';
 import type { ForwardBatch, JobName, MappingJob, ReplyMessage } from '@mtls-relay/shared/jobs';
 import type { Logger } from '@mtls-relay/shared/logging';
+import { keyNodeConnected } from '@mtls-relay/shared/redis';
 import { errorSummary } from '@mtls-relay/shared/logging';
 
 export interface QueueSettings {
-  prefix: string;
+  /** BullMQ prefix, or one per shard (QUEUE_SHARDS). */
+  prefix: string | readonly string[];
   resultTtlSeconds: number;
+  /** How often a shard whose add failed is asked whether it answers again (default 2 s); until then new jobs avoid it. */
+  shardDownMs?: number;
 }
 
 /**
@@ -48,29 +52,114 @@ for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 return 1`;
 
+/** The queues of one shard (the expiry queue exists on shard 0 only: its check runs once per relay). */
+export type ShardQueues = { forward: Queue; mapping: Queue; expiry?: Queue };
+
 /**
  * The producer side of the job catalogue. The connection fails fast (no offline queue), so an outage is a 503
  * at once. Forward batches are built by the dispatcher (dispatch.ts); mapping jobs are added one by one.
+ *
+ * With QUEUE_SHARDS > 1 every shard has its own forward and mapping queue (shards.ts); new jobs go to the shards
+ * in turn, and a job's id names its shard. A shard whose add failed is skipped for `shardDownMs` (unless every
+ * shard is), so new jobs go to the others; an accepted job is never moved.
  */
 export class JobQueues {
+  /** Shard 0's queues (the only ones without QUEUE_SHARDS). */
   readonly queues: Record<JobName, Queue>;
+  readonly shards: readonly ShardQueues[];
   readonly #connection: Redis;
   readonly #settings: QueueSettings;
+  readonly #prefixes: readonly string[];
+  readonly #downUntil: number[];
+  readonly #probing = new Set<number>();
+  readonly #logger: Logger;
+  #next = 0;
   /** Counts (re)connections: a withdraw is only trusted on the connection that carried the add. */
   #epoch = 0;
 
   constructor(connection: Redis, settings: QueueSettings, logger: Logger) {
     this.#connection = connection;
     this.#settings = settings;
+    this.#prefixes = typeof settings.prefix === 'string' ? [settings.prefix] : settings.prefix;
+    this.#downUntil = this.#prefixes.map(() => 0);
+    this.#logger = logger;
     connection.on('connect', () => {
       this.#epoch += 1;
     });
-    const make = (name: JobName): Queue => {
-      const q = new Queue(JOBS[name].queue, { connection, ...queueOptions(settings.prefix) });
-      q.on('error', (err) => logger.warn({ queue: name, ...errorSummary(err) }, 'queue error'));
+    // A Cluster reconnects node by node: a node's connection lost or failing also ends the trust in a withdrawal.
+    for (const event of ['-node', 'node error']) {
+      connection.on(event, () => {
+        this.#epoch += 1;
+      });
+    }
+    const make = (name: JobName, prefix: string): Queue => {
+      const q = new Queue(JOBS[name].queue, { connection, ...queueOptions(prefix) });
+      q.on('error', (err) => logger.warn({ queue: name, prefix, ...errorSummary(err) }, 'queue error'));
       return q;
     };
-    this.queues = { forward: make('forward'), mapping: make('mapping'), expiry: make('expiry') };
+    this.shards = this.#prefixes.map((prefix, i) => ({ forward: make('forward', prefix), mapping: make('mapping', prefix), ...(i === 0 ? { expiry: make('expiry', prefix) } : {}) }));
+    const first = this.shards[0] as ShardQueues;
+    this.queues = { forward: first.forward, mapping: first.mapping, expiry: first.expiry as Queue };
+  }
+
+  /** Every queue of every shard (the dashboard, readiness, gauges). */
+  get all(): Queue[] {
+    return this.shards.flatMap((s) => [s.forward, s.mapping, ...(s.expiry === undefined ? [] : [s.expiry])]);
+  }
+
+  get shardCount(): number {
+    return this.#prefixes.length;
+  }
+
+  /** The shard for the next job: the next in turn that is not marked down (the next in turn when all are). */
+  nextShard(now = Date.now()): number {
+    const n = this.#prefixes.length;
+    const start = this.#next;
+    this.#next = (this.#next + 1) % n;
+    for (let k = 0; k < n; k++) {
+      const shard = (start + k) % n;
+      if ((this.#downUntil[shard] as number) <= now) {
+        this.#next = (shard + 1) % n;
+        return shard;
+      }
+    }
+    return start;
+  }
+
+  /**
+   * A shard whose add failed: new jobs avoid it until it answers again. Every `shardDownMs` its queue is asked
+   * for its length (bounded by the connection's command timeout); the first answer puts it back in turn.
+   */
+  markDown(shard: number): void {
+    if (this.#prefixes.length <= 1 || this.#probing.has(shard)) return;
+    this.#probing.add(shard);
+    this.#downUntil[shard] = Number.POSITIVE_INFINITY;
+    const probe = (): void => {
+      const timer = setTimeout(() => {
+        (this.shards[shard] as ShardQueues).forward
+          .getJobCounts('wait')
+          .then(() => {
+            this.#downUntil[shard] = 0;
+            this.#probing.delete(shard);
+            this.#logger.info({ shard }, 'queue shard answers again: new jobs go to it');
+          })
+          .catch(() => probe());
+      }, this.#settings.shardDownMs ?? 2_000);
+      timer.unref();
+    };
+    this.#logger.warn({ shard }, 'queue shard did not take a job: new jobs go to the other shards until it answers');
+    probe();
+  }
+
+  /** Shards not marked down now. */
+  availableShards(now = Date.now()): number {
+    return this.#downUntil.filter((t) => t <= now).length;
+  }
+
+  #shardOf(jobId: string): number {
+    const shard = shardOfId(jobId, this.#prefixes.length);
+    if (shard === undefined) throw new RangeError(`job id ${jobId} names no shard`);
+    return shard;
   }
 
   /**
@@ -80,11 +169,16 @@ export class JobQueues {
    */
   async addForwardBatch(batchId: string, batch: ForwardBatch): Promise<void> {
     const epoch = this.#epoch;
+    const shard = this.#shardOf(batchId);
+    // A Cluster master that this process has no connection to: nothing is sent, so the batch can go elsewhere.
+    if (this.#prefixes.length > 1 && !keyNodeConnected(this.#connection, `${this.#prefixes[shard]}:forward:wait`)) {
+      throw new EnqueueError(true, new Error(`the Redis master holding queue shard ${shard} is not connected`));
+    }
     try {
-      await this.queues.forward.add('forward', batch, { jobId: batchId, attempts: 1, ...retention(batch.keepSeconds) });
+      await (this.shards[shard] as ShardQueues).forward.add('forward', batch, { jobId: batchId, attempts: 1, ...retention(batch.keepSeconds) });
     } catch (cause) {
       if (neverSent(cause)) throw new EnqueueError(true, cause);
-      const withdrawal = await this.#withdraw(batchId, batch, epoch);
+      const withdrawal = await this.#withdraw(this.#prefixes[shard] as string, batchId, batch, epoch);
       // The job was there and already taken by a worker: the add happened, the forwards run as usual.
       if (withdrawal === 'running') return;
       throw new EnqueueError(withdrawal === 'withdrawn', cause);
@@ -97,7 +191,7 @@ export class JobQueues {
    * connection counts; without an answer the withdrawal still runs when Redis resumes, and the forwards'
    * records then say what became of them.
    */
-  async #withdraw(jobId: string, batch: ForwardBatch, epoch: number): Promise<'withdrawn' | 'running' | 'unknown'> {
+  async #withdraw(prefix: string, jobId: string, batch: ForwardBatch, epoch: number): Promise<'withdrawn' | 'running' | 'unknown'> {
     if (epoch !== this.#epoch) return 'unknown';
     const records = batch.forwards.flatMap((f) => {
       const record: ForwardRecord = {
@@ -108,7 +202,6 @@ export class JobQueues {
       };
       return [recordField(f.id), JSON.stringify(record)];
     });
-    const prefix = this.#settings.prefix;
     try {
       const outcome = await this.#connection.eval(WITHDRAW, 2, `${prefix}:forward:wait`, jobKey(prefix, 'forward', jobId), jobId, batch.keepSeconds, Date.now(), ...records);
       if (epoch !== this.#epoch) return 'unknown';
@@ -118,10 +211,17 @@ export class JobQueues {
     }
   }
 
+  /** An id for a new mapping job, on the next shard in turn. */
+  newMappingId(): string {
+    return newJobId(this.#prefixes.length > 1 ? this.nextShard() : undefined);
+  }
+
   async enqueueMapping(jobId: string, payload: MappingJob): Promise<void> {
+    const shard = this.#shardOf(jobId);
     try {
-      await this.queues.mapping.add('mapping', payload, { jobId, attempts: 3, backoff: { type: 'jitter' }, ...retention(this.#settings.resultTtlSeconds) });
+      await (this.shards[shard] as ShardQueues).mapping.add('mapping', payload, { jobId, attempts: 3, backoff: { type: 'jitter' }, ...retention(this.#settings.resultTtlSeconds) });
     } catch (cause) {
+      this.markDown(shard);
       throw new RelayError('queue_unavailable', 'the job queue (Redis) is unavailable; nothing was enqueued', { cause, retryAfter: 1 });
     }
   }
@@ -129,8 +229,10 @@ export class JobQueues {
   /** The outcome of a finished mapping job, or null while it is pending or when it no longer exists. */
   async mappingOutcome(jobId: string): Promise<ReplyMessage | null> {
     let job: Job | undefined;
+    const shard = shardOfId(jobId, this.#prefixes.length);
+    if (shard === undefined) return null;
     try {
-      job = await Job.fromId(this.queues.mapping, jobId);
+      job = await Job.fromId((this.shards[shard] as ShardQueues).mapping, jobId);
     } catch (cause) {
       throw new RelayError('queue_unavailable', 'the job queue (Redis) is unavailable', { cause, retryAfter: 1 });
     }
@@ -142,6 +244,6 @@ export class JobQueues {
   }
 
   async close(): Promise<void> {
-    await Promise.all(Object.values(this.queues).map((q) => q.close()));
+    await Promise.all(this.all.map((q) => q.close()));
   }
 }

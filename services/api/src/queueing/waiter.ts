@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { shardOfId } from '@mtls-relay/shared/forward-records';
 import type { JobName, ReplyMessage } from '@mtls-relay/shared/jobs';
 import type { Logger } from '@mtls-relay/shared/logging';
 
@@ -25,28 +26,45 @@ export const RECHECK_MS = 1_000;
  * older than a second is checked against the recorded outcome once a second, and once more when it runs out.
  */
 export class ResultWaiter {
+  /** This process's reply channel (shard 0's with QUEUE_SHARDS). */
   readonly channel: string;
+  /** One reply channel per shard: a shard's workers publish on its own, which lives in that shard's slot. */
+  readonly channels: readonly string[];
+  readonly #sharded: boolean;
   readonly #subscriber: Redis;
   readonly #final: FinalOutcome;
   readonly #logger: Logger;
   readonly #waiting = new Map<string, Waiting>();
   #recheck: NodeJS.Timeout | undefined;
 
-  constructor(subscriber: Redis, channel: string, final: FinalOutcome, logger: Logger) {
+  /**
+   * `channel`: one reply channel, or one per shard. `sharded`: sharded pub/sub (SSUBSCRIBE; a Redis Cluster), so
+   * that a reply travels only within the node that holds its channel's slot.
+   */
+  constructor(subscriber: Redis, channel: string | readonly string[], final: FinalOutcome, logger: Logger, options: { sharded?: boolean } = {}) {
     this.#subscriber = subscriber;
-    this.channel = channel;
+    this.channels = typeof channel === 'string' ? [channel] : channel;
+    this.channel = this.channels[0] as string;
+    this.#sharded = options.sharded === true;
     this.#final = final;
     this.#logger = logger;
   }
 
   async start(): Promise<void> {
-    this.#subscriber.on('message', (channel: string, text: string) => {
-      if (channel === this.channel) this.#onMessage(text);
+    const mine = new Set(this.channels);
+    this.#subscriber.on(this.#sharded ? 'smessage' : 'message', (channel: string, text: string) => {
+      if (mine.has(channel)) this.#onMessage(text);
     });
     this.#subscriber.on('ready', () => this.#recheckOlderThan(0));
-    await this.#subscriber.subscribe(this.channel);
+    // One channel per call: a Cluster takes a sharded subscription per slot.
+    for (const channel of this.channels) await (this.#sharded ? this.#subscriber.ssubscribe(channel) : this.#subscriber.subscribe(channel));
     this.#recheck = setInterval(() => this.#recheckOlderThan(RECHECK_MS), RECHECK_MS);
     this.#recheck.unref();
+  }
+
+  /** The reply channel for a job (its shard's). */
+  channelFor(jobId: string): string {
+    return this.channels[shardOfId(jobId, this.channels.length) ?? 0] as string;
   }
 
   get pending(): number {

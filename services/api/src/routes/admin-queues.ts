@@ -26,7 +26,11 @@ export function adminQueuesRouter(queues: Queue[]): Router {
   const serverAdapter = new ExpressAdapter();
   serverAdapter.setBasePath(ADMIN_QUEUES_PATH);
   createBullBoard({
-    queues: queues.map((q) => new BullMQAdapter(q, { readOnlyMode: q.name !== 'expiry', allowRetries: q.name === 'expiry' })),
+    // With QUEUE_SHARDS, every shard has a forward and a mapping queue: each is shown under its shard's prefix.
+    queues: queues.map((q) => {
+      const shared = queues.filter((other) => other.name === q.name).length > 1;
+      return new BullMQAdapter(q, { readOnlyMode: q.name !== 'expiry', allowRetries: q.name === 'expiry', ...(shared ? { prefix: `${q.opts.prefix ?? ''}:` } : {}) });
+    }),
     serverAdapter,
     options: { uiConfig: { boardTitle: 'mtls-relay queues' } },
   });

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import express from 'express';
 import type { Request, Response, Router } from 'express';
 import { fromErrorPayload, RelayError } from '@mtls-relay/shared/errors';
@@ -81,7 +80,7 @@ export function mappingCheckRouter(deps: MappingCheckDeps): Router {
 
     let exists: boolean[] = [];
     if (tuples.length > 0) {
-      const jobId = randomUUID();
+      const jobId = deps.queues.newMappingId();
       const handle = deps.waiter.register(jobId, 'mapping');
       try {
         await deps.queues.enqueueMapping(jobId, {
@@ -90,7 +89,7 @@ export function mappingCheckRouter(deps: MappingCheckDeps): Router {
           tuples: tuples.map((t) => ({ ...t, serviceName: t.serviceName.trim(), url: t.url.trim() })),
           ...(match === 'exact' ? { match } : {}),
           requestId: String(res.locals['requestId'] ?? jobId),
-          replyTo: deps.waiter.channel,
+          replyTo: deps.waiter.channelFor(jobId),
         });
       } catch (err) {
         handle.cancel();

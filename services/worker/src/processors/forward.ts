@@ -14,7 +14,7 @@ import type { TargetClient } from '../outbound/target.ts';
 import type { ForwardObserver } from '../metrics.ts';
 import { parseRetryAfter, RETRYABLE_STATUS } from '../transport-errors.ts';
 import { afterFailure, AttemptError, isRetrySafe } from '../retry.ts';
-import type { ForwardRecorder } from '../recorder.ts';
+import type { Recorder } from '../shard-recorders.ts';
 import type { CertificateResolver } from '../resolver.ts';
 import type { Limiter } from '../limiter.ts';
 
@@ -23,7 +23,7 @@ export interface ForwardDeps {
   resolver: CertificateResolver;
   target: TargetClient;
   breakers: BreakerRegistry;
-  recorder: ForwardRecorder;
+  recorder: Recorder;
   /** Adds the retry job that continues a batch's forward after a failed attempt. */
   retry: (entry: ForwardEntry, next: { attemptsBefore: number; maxAttempts: number; keepSeconds: number; delayMs: number }) => Promise<void>;
   /** Backoff before the next attempt (exponential with jitter; a Retry-After is a floor). */
@@ -89,7 +89,7 @@ async function unrecordedAfterTakeover(deps: ForwardDeps, jobId: string, batch: 
   let recorded = await deps.recorder.recorded(jobId, ids);
   const previous = await deps.recorder.runnerOf(jobId);
   const deadline = Date.now() + deps.takeoverWaitMs;
-  while (recorded.size < ids.length && previous !== null && Date.now() < deadline && (await deps.recorder.isConnected(previous))) {
+  while (recorded.size < ids.length && previous !== null && Date.now() < deadline && (await deps.recorder.isConnected(previous, jobId))) {
     await new Promise((r) => setTimeout(r, 200));
     recorded = await deps.recorder.recorded(jobId, ids);
   }

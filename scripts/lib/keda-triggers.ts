@@ -1,0 +1,31 @@
+/**
+ * KEDA triggers for the worker ScaledObject: one per shard's forward and mapping wait list
+ * (`<shard prefix>:<queue>:wait`), so that the workers scale on the backlog of every shard.
+ */
+import { shardLayout } from '../../packages/shared/src/shards.ts';
+
+export interface KedaTrigger {
+  type: 'redis' | 'redis-cluster';
+  metadata: Record<string, string>;
+}
+
+/**
+ * `backlogPerReplica`: jobs waiting per worker replica that call for one more (the ScaledObject's listLength
+ * with one shard). KEDA scales on the trigger that asks for the most replicas, and each shard's list holds about
+ * 1/N of the backlog, so each trigger's listLength is the backlog per replica divided by the shards.
+ */
+export function kedaTriggers(opts: { queuePrefix: string; shards: number; address: string; cluster: boolean; backlogPerReplica?: number }): KedaTrigger[] {
+  const layout = shardLayout(opts.queuePrefix, opts.shards);
+  const listLength = String(Math.max(1, Math.round((opts.backlogPerReplica ?? 32) / layout.count)));
+  return layout.prefixes.flatMap((prefix) =>
+    ['forward', 'mapping'].map((queue) => ({
+      type: opts.cluster ? ('redis-cluster' as const) : ('redis' as const),
+      metadata: {
+        ...(opts.cluster ? { addresses: opts.address } : { address: opts.address }),
+        listName: `${prefix}:${queue}:wait`,
+        listLength,
+        activationListLength: '1',
+      },
+    })),
+  );
+}
