@@ -41,7 +41,8 @@ export const forwardEntrySchema = z.object({
   method: z.enum(FORWARD_METHODS),
   /** LP-stop-if-certificate-not-found: true. */
   requireCertificate: z.boolean(),
-  idempotencyKey: z.string().optional(),
+  /** The caller sent an Idempotency-Key (it travels sealed in the headers): safe to send again. */
+  keyed: z.boolean(),
   requestId: z.string(),
   /** Pub/sub channel of the API process waiting for the answer, if any. */
   replyTo: z.string().optional(),

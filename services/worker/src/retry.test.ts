@@ -2,9 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { RelayError } from '@mtls-relay/shared/errors';
 import { afterFailure, backoffDelay, isRetrySafe } from './retry.ts';
 
-const GET = { method: 'GET' as const };
-const POST = { method: 'POST' as const };
-const KEYED_POST = { method: 'POST' as const, idempotencyKey: 'k1' };
+const GET = { method: 'GET' as const, keyed: false };
+const POST = { method: 'POST' as const, keyed: false };
+const KEYED_POST = { method: 'POST' as const, keyed: true };
 
 describe('afterFailure: the forward retry decision', () => {
   it('retries a failure before anything was sent, for every method, until the last attempt', () => {
@@ -21,7 +21,7 @@ describe('afterFailure: the forward retry decision', () => {
       expect(afterFailure(new RelayError(code), GET, false)).toBe('retry');
       expect(afterFailure(new RelayError(code), KEYED_POST, false)).toBe('retry');
       expect(afterFailure(new RelayError(code), POST, false)).toBe('final');
-      expect(afterFailure(new RelayError(code), { method: 'PATCH' }, false)).toBe('final');
+      expect(afterFailure(new RelayError(code), { method: 'PATCH', keyed: false }, false)).toBe('final');
     }
   });
 
@@ -32,9 +32,9 @@ describe('afterFailure: the forward retry decision', () => {
   });
 
   it('treats GET, PUT and DELETE, and any method with an Idempotency-Key, as safe to send twice', () => {
-    expect(['GET', 'PUT', 'DELETE'].map((method) => isRetrySafe({ method: method as 'GET' }))).toEqual([true, true, true]);
-    expect(['POST', 'PATCH'].map((method) => isRetrySafe({ method: method as 'POST' }))).toEqual([false, false]);
-    expect(isRetrySafe({ method: 'PATCH', idempotencyKey: 'x' })).toBe(true);
+    expect(['GET', 'PUT', 'DELETE'].map((method) => isRetrySafe({ method: method as 'GET', keyed: false }))).toEqual([true, true, true]);
+    expect(['POST', 'PATCH'].map((method) => isRetrySafe({ method: method as 'POST', keyed: false }))).toEqual([false, false]);
+    expect(isRetrySafe({ method: 'PATCH', keyed: true })).toBe(true);
   });
 });
 

@@ -16,15 +16,15 @@ export class AttemptError extends Error {
 }
 
 /** May this forward be sent again after it possibly reached the target? */
-export function isRetrySafe(entry: Pick<ForwardEntry, 'method' | 'idempotencyKey'>): boolean {
-  return IDEMPOTENT_METHODS.has(entry.method) || entry.idempotencyKey !== undefined;
+export function isRetrySafe(entry: Pick<ForwardEntry, 'method' | 'keyed'>): boolean {
+  return IDEMPOTENT_METHODS.has(entry.method) || entry.keyed;
 }
 
 /**
  * What to do after a failed attempt: `retry` (another attempt follows), or `final` (the failure is the outcome).
  * Before-send failures are retried for every method; after-send ones only when the forward is retry-safe.
  */
-export function afterFailure(err: Pick<RelayError, 'code'>, entry: Pick<ForwardEntry, 'method' | 'idempotencyKey'>, lastAttempt: boolean): 'retry' | 'final' {
+export function afterFailure(err: Pick<RelayError, 'code'>, entry: Pick<ForwardEntry, 'method' | 'keyed'>, lastAttempt: boolean): 'retry' | 'final' {
   const retryClass = retryClassOf(err.code);
   const retryable = retryClass === 'before-send' || (retryClass === 'after-send' && isRetrySafe(entry));
   return retryable && !lastAttempt ? 'retry' : 'final';

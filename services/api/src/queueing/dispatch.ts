@@ -251,7 +251,7 @@ export class ForwardDispatcher {
       url: r.url,
       method: r.method,
       requireCertificate: r.requireCertificate,
-      ...(r.idempotency === undefined ? {} : { idempotencyKey: r.idempotency.key }),
+      keyed: r.idempotency !== undefined,
       requestId: r.requestId,
       ...(r.wantsReply ? { replyTo: this.#waiter.channelFor(id) } : {}),
       request: sealRequest(this.#ring, id, { headers: r.headers, query: r.query, body: r.body }),
