@@ -15,7 +15,7 @@ import { loadConfig } from '../packages/shared/src/config.ts';
 import { shardOfId } from '../packages/shared/src/forward-records.ts';
 import { nodeCommandCalls, startTestCluster } from './support/cluster.ts';
 import type { ClusterNode, TestCluster } from './support/cluster.ts';
-import { startRelay } from './support/relay.ts';
+import { SHORT_LOCK_ENV, startRelay } from './support/relay.ts';
 import type { Relay } from './support/relay.ts';
 
 const external = process.env['REDIS_URL'] !== undefined && process.env['REDIS_URL'] !== '';
@@ -232,13 +232,7 @@ describe.skipIf(external)('QUEUE_SHARDS on a 3-master Redis Cluster', () => {
         REDIS_CLUSTER_NODES: cluster.seeds,
         QUEUE_PREFIX: 'crash',
         QUEUE_SHARDS: '3',
-        LOG_LEVEL: 'debug',
-        JOB_LOCK_MS: '2000',
-        TARGET_TIMEOUT_MS: '1800',
-        HEADERS_TIMEOUT_MS: '1700',
-        BODY_TIMEOUT_MS: '1700',
-        SYNC_WAIT_MS: '20000',
-        FORWARD_ATTEMPTS: '3',
+        ...SHORT_LOCK_ENV,
       },
     });
     try {

@@ -10,7 +10,7 @@ import { startMtlsTarget } from '../scripts/lib/mtls-target.ts';
 import type { MtlsTarget, TargetHandler } from '../scripts/lib/mtls-target.ts';
 import { ForwardRecords } from '../packages/shared/src/forward-records.ts';
 import { injectBatch } from './support/inject.ts';
-import { startRelay } from './support/relay.ts';
+import { forwardThrough, SHORT_LOCK_ENV, startRelay } from './support/relay.ts';
 import type { Relay } from './support/relay.ts';
 import { startService } from './support/services.ts';
 import type { ServiceProcess } from './support/services.ts';
@@ -34,12 +34,7 @@ const handler: TargetHandler = async (req, res) => {
 };
 
 async function forward(method: string, path: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string; headers: Record<string, unknown> }> {
-  const res = await request(`${relay.api.url}/mtls/account/${account}`, {
-    method: method as 'GET',
-    headers: { ...relay.auth(), 'lp-forward-url': `${target.url}${path}`, ...headers },
-    body: method === 'GET' ? null : 'payload',
-  });
-  return { status: res.statusCode, body: await res.body.text(), headers: res.headers };
+  return forwardThrough(relay, account, method, `${target.url}${path}`, headers);
 }
 
 /** The worker that logged the start of an attempt for a job forwarding to `path`. */
@@ -68,7 +63,7 @@ beforeAll(async () => {
   relay = await startRelay({
     workers: 2,
     targetCaPem: serverCa.certPem,
-    env: { LOG_LEVEL: 'debug', JOB_LOCK_MS: '2000', TARGET_TIMEOUT_MS: '1800', HEADERS_TIMEOUT_MS: '1700', BODY_TIMEOUT_MS: '1700', SYNC_WAIT_MS: '20000', FORWARD_ATTEMPTS: '3' },
+    env: { ...SHORT_LOCK_ENV },
   });
 });
 

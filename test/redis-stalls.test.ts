@@ -21,7 +21,7 @@ import { startMtlsTarget } from '../scripts/lib/mtls-target.ts';
 import type { MtlsTarget, TargetHandler } from '../scripts/lib/mtls-target.ts';
 import { startTestRedis } from './support/redis.ts';
 import type { TestRedis } from './support/redis.ts';
-import { startRelay } from './support/relay.ts';
+import { forwardThrough, SHORT_LOCK_ENV, startRelay } from './support/relay.ts';
 import type { Relay } from './support/relay.ts';
 
 const external = process.env['REDIS_URL'] !== undefined && process.env['REDIS_URL'] !== '';
@@ -42,12 +42,7 @@ const handler: TargetHandler = async (req, res) => {
 const seen = (path: string): number => target.requests.filter((r) => r.path.split('?')[0] === path).length;
 
 async function forward(method: string, path: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string; headers: Record<string, unknown> }> {
-  const res = await request(`${relay.api.url}/mtls/account/${account}`, {
-    method: method as 'GET',
-    headers: { ...relay.auth(), 'lp-forward-url': `${target.url}${path}`, ...headers },
-    body: method === 'GET' ? null : 'payload',
-  });
-  return { status: res.statusCode, body: await res.body.text(), headers: res.headers };
+  return forwardThrough(relay, account, method, `${target.url}${path}`, headers);
 }
 
 /** SIGSTOP the Redis server for `ms`, then SIGCONT (resolves at once; the returned promise resolves on resume). */
@@ -78,16 +73,7 @@ describe.skipIf(external)('Redis stalls and lost replies (private Redis under SI
       redis,
       workers: 2,
       targetCaPem: serverCa.certPem,
-      env: {
-        LOG_LEVEL: 'debug',
-        REDIS_COMMAND_TIMEOUT_MS: '1000',
-        JOB_LOCK_MS: '2000',
-        TARGET_TIMEOUT_MS: '1800',
-        HEADERS_TIMEOUT_MS: '1700',
-        BODY_TIMEOUT_MS: '1700',
-        SYNC_WAIT_MS: '20000',
-        FORWARD_ATTEMPTS: '3',
-      },
+      env: { ...SHORT_LOCK_ENV, REDIS_COMMAND_TIMEOUT_MS: '1000' },
     });
   });
 

@@ -3,6 +3,7 @@
  * the real api and worker processes, and a CertificateStore in the test process (same Redis, same master key,
  * same prefix) for seeding certificates and mappings the way the admin API does (store change published).
  */
+import { request } from 'undici';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -180,4 +181,34 @@ export async function startRelay(opts: RelayOptions = {}): Promise<Relay> {
     },
   };
   return relay;
+}
+
+/**
+ * Settings for the crash and stall tests: a 2 s job lock (so that a job whose worker died or was cut off is
+ * taken over within seconds) and target timeouts under it, debug logs (the tests read the attempt lines).
+ */
+export const SHORT_LOCK_ENV: Readonly<Record<string, string>> = {
+  LOG_LEVEL: 'debug',
+  JOB_LOCK_MS: '2000',
+  TARGET_TIMEOUT_MS: '1800',
+  HEADERS_TIMEOUT_MS: '1700',
+  BODY_TIMEOUT_MS: '1700',
+  SYNC_WAIT_MS: '20000',
+  FORWARD_ATTEMPTS: '3',
+};
+
+/** One forward through the relay's api as an administrator, to `targetUrl`, with a small body for non-GETs. */
+export async function forwardThrough(
+  relay: Relay,
+  account: string,
+  method: string,
+  targetUrl: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: string; headers: Record<string, unknown> }> {
+  const res = await request(`${relay.api.url}/mtls/account/${account}`, {
+    method: method as 'GET',
+    headers: { ...relay.auth(), 'lp-forward-url': targetUrl, ...headers },
+    body: method === 'GET' ? null : 'payload',
+  });
+  return { status: res.statusCode, body: await res.body.text(), headers: res.headers };
 }
