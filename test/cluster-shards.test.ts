@@ -74,14 +74,16 @@ async function stateOf(jobId: string): Promise<{ status: number; state?: string;
 /** Polls every job until it is finished; returns the final states. */
 async function allFinished(jobIds: readonly string[], timeoutMs: number): Promise<Map<string, { state?: string; response?: { status: number } | null }>> {
   const done = new Map<string, { state?: string; response?: { status: number } | null }>();
-  const deadline = Date.now() + timeoutMs;
-  while (done.size < jobIds.length && Date.now() < deadline) {
-    for (const id of jobIds.filter((j) => !done.has(j))) {
-      const s = await stateOf(id);
-      if (s.state === 'completed' || s.state === 'failed') done.set(id, s);
-    }
-    if (done.size < jobIds.length) await new Promise((r) => setTimeout(r, 250));
-  }
+  // The caller asserts on what finished: a timeout returns the jobs that did.
+  await vi
+    .waitFor(async () => {
+      for (const id of jobIds.filter((j) => !done.has(j))) {
+        const s = await stateOf(id);
+        if (s.state === 'completed' || s.state === 'failed') done.set(id, s);
+      }
+      if (done.size < jobIds.length) throw new Error(`${jobIds.length - done.size} jobs not finished yet`);
+    }, { timeout: timeoutMs, interval: 250 })
+    .catch(() => undefined);
   return done;
 }
 

@@ -39,11 +39,6 @@ export class EnqueueError extends Error {
  * KEYS[1] the queue's wait list, KEYS[2] the job hash; ARGV: job id, ttl seconds, timestamp, field/record pairs.
  * Returns 1 when nothing will run, 0 when the job runs.
  */
-/** ioredis refuses a command at once when no connection is ready (enableOfflineQueue: false): nothing was written. */
-function neverSent(err: unknown): boolean {
-  return err instanceof Error && err.message.includes('enableOfflineQueue options is false');
-}
-
 const WITHDRAW = `
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 and redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 redis.call('DEL', KEYS[2])
@@ -170,14 +165,14 @@ export class JobQueues {
   async addForwardBatch(batchId: string, batch: ForwardBatch): Promise<void> {
     const epoch = this.#epoch;
     const shard = this.#shardOf(batchId);
-    // A Cluster master that this process has no connection to: nothing is sent, so the batch can go elsewhere.
-    if (this.#prefixes.length > 1 && !keyNodeConnected(this.#connection, `${this.#prefixes[shard]}:forward:wait`)) {
-      throw new EnqueueError(true, new Error(`the Redis master holding queue shard ${shard} is not connected`));
-    }
+    // No ready connection (the producer has no offline queue): nothing is sent, so "nothing was enqueued" is
+    // true, and with QUEUE_SHARDS the batch can go to another shard. On a Cluster, the master of this shard.
+    const ready = this.#prefixes.length > 1 ? keyNodeConnected(this.#connection, `${this.#prefixes[shard]}:forward:wait`) : this.#connection.status === 'ready';
+    if (!ready) throw new EnqueueError(true, new Error(`the Redis connection for queue shard ${shard} is not ready`));
     try {
       await (this.shards[shard] as ShardQueues).forward.add('forward', batch, { jobId: batchId, attempts: 1, ...retention(batch.keepSeconds) });
     } catch (cause) {
-      if (neverSent(cause)) throw new EnqueueError(true, cause);
+      // Written, or refused by a connection lost since the check above: either way only a withdrawal can tell.
       const withdrawal = await this.#withdraw(this.#prefixes[shard] as string, batchId, batch, epoch);
       // The job was there and already taken by a worker: the add happened, the forwards run as usual.
       if (withdrawal === 'running') return;
