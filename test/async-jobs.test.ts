@@ -10,6 +10,7 @@ import { createCA, issueCertificate } from '../scripts/lib/pki.ts';
 import { startMtlsTarget } from '../scripts/lib/mtls-target.ts';
 import type { MtlsTarget, TargetHandler } from '../scripts/lib/mtls-target.ts';
 import { startRelay } from './support/relay.ts';
+import { commandCalls, commandsBetween } from '../scripts/bench/redis-stats.ts';
 import type { Relay } from './support/relay.ts';
 
 let relay: Relay;
@@ -205,5 +206,29 @@ describe('Idempotency-Key', () => {
     expect(res.status).toBe(201);
     expect(res.headers['idempotent-replayed']).toBeUndefined();
     expect(target.requests).toHaveLength(2);
+  });
+});
+
+describe('a lone caller', () => {
+  it("costs the worker one blocking pop and three scripts per forward: BullMQ's empty re-fetches are gone", async () => {
+    // One request at a time: every forward is a batch of one and pays BullMQ's job lifecycle (the api's add; the
+    // worker's fetch, its look for a next job, and its finish). Plain BullMQ also pops the marker its own fetch left
+    // behind and fetches again for nothing: two blocking pops and five scripts per forward (fetch-worker.ts).
+    const n = 20;
+    await forward('/warm', {}, undefined, 'GET');
+    await new Promise((r) => setTimeout(r, 50));
+    const before = await commandCalls(relay.client);
+    for (let i = 0; i < n; i++) {
+      const res = await forward(`/lone/${i}`, {}, undefined, 'GET');
+      expect(res.status).toBe(201);
+    }
+    // The worker's last look for a next job may still be on its way.
+    await new Promise((r) => setTimeout(r, 50));
+    const { byCommand } = commandsBetween(before, await commandCalls(relay.client));
+    // Idle workers of the other queues poll every few seconds: a small allowance covers one such round.
+    expect(byCommand['bzpopmin'] ?? 0).toBeGreaterThanOrEqual(n);
+    expect(byCommand['bzpopmin'] ?? 0).toBeLessThanOrEqual(n + 3);
+    expect(byCommand['evalsha'] ?? 0).toBeGreaterThanOrEqual(4 * n);
+    expect(byCommand['evalsha'] ?? 0).toBeLessThanOrEqual(4 * n + 4);
   });
 });

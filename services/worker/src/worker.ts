@@ -1,4 +1,5 @@
-import { Queue, Worker } from 'bullmq';
+import { Queue } from 'bullmq';
+import type { Worker } from 'bullmq';
 import type { Job, Processor } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { decodeFailure } from '@mtls-relay/shared/errors';
@@ -9,6 +10,7 @@ import { isCluster } from '@mtls-relay/shared/redis';
 import type { Logger } from '@mtls-relay/shared/logging';
 import type { JobObserver } from './metrics.ts';
 import { AttemptError, backoffDelay } from './retry.ts';
+import { FetchWorker } from './fetch-worker.ts';
 import type { BackoffSettings } from './retry.ts';
 
 export interface WorkerSettings extends BackoffSettings {
@@ -59,7 +61,7 @@ export function startWorkers(deps: {
   if (missing.length > 0) throw new Error(`no processor registered for job(s): ${missing.join(', ')}`);
 
   return (deps.jobNames ?? JOB_NAMES).map((name) => {
-    const worker = new Worker(JOBS[name].queue, deps.processors[name], {
+    const worker: Worker = new FetchWorker(JOBS[name].queue, deps.processors[name], {
       connection: deps.connection,
       prefix: deps.settings.prefix,
       name: deps.instanceId,
