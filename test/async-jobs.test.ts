@@ -225,10 +225,12 @@ describe('a lone caller', () => {
     // The worker's last look for a next job may still be on its way.
     await new Promise((r) => setTimeout(r, 50));
     const { byCommand } = commandsBetween(before, await commandCalls(relay.client));
-    // Idle workers of the other queues poll every few seconds: a small allowance covers one such round.
-    expect(byCommand['bzpopmin'] ?? 0).toBeGreaterThanOrEqual(n);
+    // Idle workers of the other queues poll every few seconds: a small allowance covers one such round. Fewer is
+    // fine: a finish script that finds the next forward already added hands it over without a fetch of its own.
+    expect(byCommand['bzpopmin'] ?? 0).toBeGreaterThan(0);
     expect(byCommand['bzpopmin'] ?? 0).toBeLessThanOrEqual(n + 3);
-    expect(byCommand['evalsha'] ?? 0).toBeGreaterThanOrEqual(4 * n);
+    // Every forward is added and finished: at least two scripts each.
+    expect(byCommand['evalsha'] ?? 0).toBeGreaterThanOrEqual(2 * n);
     expect(byCommand['evalsha'] ?? 0).toBeLessThanOrEqual(4 * n + 4);
   });
 });
