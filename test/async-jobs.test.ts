@@ -216,15 +216,20 @@ describe('a lone caller', () => {
     // BullMQ also looks for a next job, pops the marker its own fetch left behind and fetches again for nothing: two
     // blocking pops and five scripts per forward.
     const n = 20;
+    // Counted once BullMQ has finished each job (its finish script is the worker's last command for a forward).
+    const completed = (): Promise<number> => relay.client.zcard(`${relay.prefix}:forward:completed`);
+    const finished = async (count: number): Promise<void> => {
+      await vi.waitFor(async () => expect(await completed()).toBeGreaterThanOrEqual(count), { timeout: 5_000, interval: 10 });
+    };
+    const start = await completed();
     await forward('/warm', {}, undefined, 'GET');
-    await new Promise((r) => setTimeout(r, 50));
+    await finished(start + 1);
     const before = await commandCalls(relay.client);
     for (let i = 0; i < n; i++) {
       const res = await forward(`/lone/${i}`, {}, undefined, 'GET');
       expect(res.status).toBe(201);
     }
-    // The worker's last finish may still be on its way.
-    await new Promise((r) => setTimeout(r, 50));
+    await finished(start + 1 + n);
     const { byCommand } = commandsBetween(before, await commandCalls(relay.client));
     const scripts = (byCommand['evalsha'] ?? 0) + (byCommand['eval'] ?? 0);
     // Idle workers of the other queues poll every few seconds: a small allowance covers one such round. Fewer is
