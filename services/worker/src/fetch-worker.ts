@@ -27,6 +27,9 @@ return 0`;
  * workers wake and share them, and this one goes on fetching as BullMQ does. Delayed jobs keep their own marker.
  */
 export class FetchWorker<D = unknown, R = unknown> extends Worker<D, R> {
+  /** The wait list, the priority set and the marker of this worker's queue (the check script's keys). */
+  #checkKeys: string[] | undefined;
+
   protected override async moveToActive(token: string, name?: string): Promise<Job<D, R>> {
     // BullMQ types its client narrowly; it is the ioredis connection (or Cluster) the worker was given.
     const client = (await this.getBackend().client) as unknown as Redis | Cluster;
@@ -39,8 +42,8 @@ export class FetchWorker<D = unknown, R = unknown> extends Worker<D, R> {
     const fetched = super.moveToActive(token, name);
     const emptied = new Promise<number>((resolve) => {
       setImmediate(() => {
-        const keys = [this.toKey('wait'), this.toKey('prioritized'), this.toKey('marker')];
-        client.eval(DROP_MARKER_IF_EMPTY, keys.length, ...keys).then((n) => resolve(Number(n)), () => resolve(0));
+        this.#checkKeys ??= [this.toKey('wait'), this.toKey('prioritized'), this.toKey('marker')];
+        client.eval(DROP_MARKER_IF_EMPTY, this.#checkKeys.length, ...this.#checkKeys).then((n) => resolve(Number(n)), () => resolve(0));
         stream?.uncork();
       });
     });
