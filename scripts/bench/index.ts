@@ -93,18 +93,21 @@ const scenarios: Array<{ name: string; url: string; headers?: Record<string, str
 ];
 if (nginx !== undefined) scenarios.push({ name: 'nginx', url: `${nginx.url}/bench`, pids: { nginx: nginx.workerPid() } });
 
+/** A closed-loop load on one scenario (the direct case presents the client certificate through its own Agent). */
+function loadOn(s: (typeof scenarios)[number], concurrency: number, durationMs: number): Promise<LoadResult> {
+  return runLoad({ url: s.url, headers: s.headers ?? {}, concurrency, durationMs, ...(s.dispatcher === undefined ? {} : { dispatcher: s.dispatcher }) });
+}
+
 // Every path is measured in its steady state, as a relay that has been serving for a while runs: before the first
 // measured level, each path gets a warm-up at c=32 so that V8 has optimised its code. Without it the lone caller
 // (c=1, the first level) ran on code not yet optimised, and the relay's c=1 CPU per forward read about 30 % higher.
-for (const s of scenarios) {
-  await runLoad({ url: s.url, headers: s.headers ?? {}, concurrency: 32, durationMs: WARMUP_ONCE, ...(s.dispatcher === undefined ? {} : { dispatcher: s.dispatcher }) });
-}
+for (const s of scenarios) await loadOn(s, 32, WARMUP_ONCE);
 
 const rows: Row[] = [];
 const steal0 = stealSnapshot();
 for (const c of CONCURRENCY) {
   for (const s of scenarios) {
-    await runLoad({ url: s.url, headers: s.headers ?? {}, concurrency: c, durationMs: WARMUP, ...(s.dispatcher === undefined ? {} : { dispatcher: s.dispatcher }) });
+    await loadOn(s, c, WARMUP);
     const pids = { ...s.pids, target: target.child.pid };
     const cpu0 = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, pid === undefined ? Number.NaN : cpuMsOf(pid)]));
     const self0 = selfCpuMs();
@@ -112,7 +115,7 @@ for (const c of CONCURRENCY) {
     const relayCase = s.name.startsWith('relay');
     const redis0 = relayCase ? await commandCalls(relay.client) : undefined;
     const batches0 = relayCase ? await batchTotals(`${relay.api.url}/metrics`, relay.auth()) : undefined;
-    const result: LoadResult = await runLoad({ url: s.url, headers: s.headers ?? {}, concurrency: c, durationMs: DURATION, ...(s.dispatcher === undefined ? {} : { dispatcher: s.dispatcher }) });
+    const result: LoadResult = await loadOn(s, c, DURATION);
     const t1 = await ask<TargetStats>(target.child, 'stats');
     const cpuPerRequest: Record<string, number> = {};
     for (const [k, pid] of Object.entries(pids)) {
