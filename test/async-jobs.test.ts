@@ -11,7 +11,6 @@ import { startMtlsTarget } from '../scripts/lib/mtls-target.ts';
 import type { MtlsTarget, TargetHandler } from '../scripts/lib/mtls-target.ts';
 import { startRelay } from './support/relay.ts';
 import { commandCalls, commandsBetween } from '../scripts/bench/redis-stats.ts';
-import { batchIdOf, jobKey } from '../packages/shared/src/forward-records.ts';
 import type { Relay } from './support/relay.ts';
 
 let relay: Relay;
@@ -242,41 +241,4 @@ describe('a lone caller', () => {
     expect(scripts).toBeLessThanOrEqual(4 * n + 4);
     expect(byCommand['evalsha'] ?? 0).toBeLessThanOrEqual(3 * n + 4);
   });
-
-  it("writes the forward's record and reply on the connection that finishes its job, right before the finish", async () => {
-    // FetchWorker.carryRecords: the run's last outcome goes in the finish's write, not in a pipeline of its own that
-    // the finish then waits for. Redis shows, per forward: on one connection, the record (HSETNX r:{id}), its reply
-    // (PUBLISH), then BullMQ's finish script on the job — nothing of that connection in between.
-    const monitor = await relay.client.monitor();
-    const seen: Array<{ source: string; args: string[] }> = [];
-    monitor.on('monitor', (_time: string, args: string[], source: string) => seen.push({ source, args }));
-    const ids: string[] = [];
-    try {
-      for (let i = 0; i < 5; i++) {
-        const res = await forward(`/carried/${i}`, {}, undefined, 'GET');
-        expect(res.status).toBe(201);
-        ids.push(String(res.headers['lp-job-id']));
-      }
-      // The finish may still be on its way to Redis when the reply has been answered.
-      await vi.waitFor(() => expect(seen.filter((c) => c.args[0]?.toLowerCase() === 'evalsha' && ids.some((id) => c.args.includes(jobKeyOf(id)))).length).toBeGreaterThanOrEqual(5), {
-        timeout: 5_000,
-        interval: 10,
-      });
-    } finally {
-      monitor.disconnect();
-    }
-    for (const id of ids) {
-      const key = jobKeyOf(id);
-      const record = seen.findIndex((c) => c.args[0]?.toLowerCase() === 'hsetnx' && c.args[1] === key && c.args[2] === `r:${id}`);
-      expect(record, `the record of ${id}`).toBeGreaterThanOrEqual(0);
-      const source = seen[record]?.source;
-      const after = seen.slice(record + 1).filter((c) => c.source === source);
-      const finish = after.findIndex((c) => c.args[0]?.toLowerCase() === 'evalsha' && c.args.includes(key));
-      expect(finish, `the finish of ${id} on the record's connection`).toBeGreaterThanOrEqual(0);
-      expect(after.slice(0, finish).map((c) => c.args[0]?.toLowerCase())).toEqual(['publish']);
-    }
-  });
 });
-
-/** The hash of the batch job a forward id belongs to (BullMQ's job key). */
-const jobKeyOf = (forwardId: string): string => jobKey(relay.prefix, 'forward', batchIdOf(forwardId) ?? forwardId);

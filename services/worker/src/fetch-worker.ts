@@ -1,7 +1,6 @@
 import { Worker } from 'bullmq';
-import type { Job, Span } from 'bullmq';
+import type { Job } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
-import type { FinishCarrier } from './shard-recorders.ts';
 
 /**
  * Atomically: if no job waits (wait list and priority set empty), remove the queue's "jobs are waiting" marker
@@ -30,60 +29,10 @@ return 0`;
 export class FetchWorker<D = unknown, R = unknown> extends Worker<D, R> {
   /** The wait list, the priority set and the marker of this worker's queue (the check script's keys). */
   #checkKeys: string[] | undefined;
-  /** Lets a job's finish carry the last records of its run (forward jobs); see carryRecords. */
-  #carrier: FinishCarrier | undefined;
-  /** The worker's connection, once known, when it is a single Redis (a Cluster's commands are not corked). */
-  #single: Redis | undefined;
-
-  /**
-   * From now on, the last outcome of a job's run is written in the same write(2) as the job's finish, on this
-   * worker's connection, instead of in a record pipeline of its own that the finish then waits for: the worker's
-   * lone forward costs one round trip less (one wake-up of the worker and of Redis). The record goes first on the
-   * same connection, so Redis has stored it before the job can be seen finished; if the process dies, TCP delivers
-   * a prefix of what was written, and so never the finish without the record. On a Cluster nothing changes.
-   */
-  carryRecords(carrier: FinishCarrier): void {
-    this.#carrier = carrier;
-  }
-
-  override async processJob(job: Job<D, R>, token: string, fetchNextCallback?: () => boolean): Promise<void | Job<D, R>> {
-    try {
-      return await super.processJob(job, token, fetchNextCallback);
-    } finally {
-      if (this.#carrier !== undefined && job.id !== undefined) this.#carrier.release(job.id);
-    }
-  }
-
-  protected override callProcessJob(job: Job<D, R>, token: string, signal?: AbortSignal): Promise<R> {
-    if (this.#carrier !== undefined && this.#single !== undefined && job.id !== undefined) this.#carrier.carry(job.id);
-    return super.callProcessJob(job, token, signal);
-  }
-
-  protected override handleCompleted(result: R, job: Job<D, R>, token: string, fetchNextCallback?: () => boolean, span?: Span): Promise<Job<D, R>> {
-    return this.#withCarried(job, () => super.handleCompleted(result, job, token, fetchNextCallback, span));
-  }
-
-  protected override handleFailed(err: Error, job: Job<D, R>, token: string, fetchNextCallback?: () => boolean, span?: Span): Promise<Job<D, R>> {
-    return this.#withCarried(job, () => super.handleFailed(err, job, token, fetchNextCallback, span));
-  }
-
-  /** The job's held records, then its finish, in one write (the socket corked until BullMQ has written the finish). */
-  #withCarried(job: Job<D, R>, finish: () => Promise<Job<D, R>>): Promise<Job<D, R>> {
-    const client = this.#single;
-    if (this.#carrier === undefined || client === undefined || job.id === undefined) return finish();
-    const stream = client.status === 'ready' ? client.stream : undefined;
-    stream?.cork();
-    // Queued now, in order, ahead of the finish; BullMQ's chain of promises writes the finish before the next turn.
-    void this.#carrier.sendCarried(client, job.id);
-    const finished = finish();
-    setImmediate(() => stream?.uncork());
-    return finished;
-  }
 
   protected override async moveToActive(token: string, name?: string): Promise<Job<D, R>> {
     // BullMQ types its client narrowly; it is the ioredis connection (or Cluster) the worker was given.
     const client = (await this.getBackend().client) as unknown as Redis | Cluster;
-    if ('stream' in client) this.#single = client;
     // The fetch and the check leave in one write(2): the socket stays corked while BullMQ's chain of promises runs up
     // to its write, and the check is written behind it on the next turn (a write on this machine costs about as much
     // CPU as a small script). On a Cluster the two go to the queue's master in two writes. If the check ran first,

@@ -96,14 +96,13 @@ const retryAdders = shards.prefixes.map((_, shard) => retryJobAdder(queueOf(shar
 const metrics = new WorkerMetrics(breakers, registry);
 
 const retrySettings = { retryBaseDelayMs: config.RETRY_BASE_DELAY_MS, retryMaxDelayMs: 30_000 };
-const recorder = new ShardRecorders(recordsRedis, shards.prefixes, logger, { noteWithinMs: Math.min(1_000, Math.floor(config.JOB_LOCK_MS / 4)) });
 const processors = {
     forward: createForwardProcessor({
       ring,
       resolver,
       target,
       breakers,
-      recorder,
+      recorder: new ShardRecorders(recordsRedis, shards.prefixes, logger, { noteWithinMs: Math.min(1_000, Math.floor(config.JOB_LOCK_MS / 4)) }),
       // A retry job goes to its forward's shard, where the forward's record lives.
       retry: (entry, next) => (retryAdders[shardOfId(entry.id, shards.count) ?? 0] as ReturnType<typeof retryJobAdder>)(entry, next),
       backoff: (attemptsMade, retryAfter) => backoffDelay(attemptsMade, retryAfter, retrySettings),
@@ -130,7 +129,6 @@ const workers = consumed.flatMap((shard) =>
     logger,
     instanceId,
     jobNames: namesOn(shard),
-    carrier: recorder,
     settings: {
       prefix: shards.prefixes[shard] as string,
       concurrency: perShard,

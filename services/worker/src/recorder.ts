@@ -52,8 +52,6 @@ export class ForwardRecorder {
   #pending: Pending[] = [];
   #claims: Claim[] = [];
   #runners: RunnerNote[] = [];
-  /** Jobs whose finish carries records (FetchWorker), with the outcomes held for it. */
-  readonly #carried = new Map<string, RecordWrite[]>();
   #flushing = false;
   #scheduled = false;
   /** Pipelines written and records in them (metrics, the bench). */
@@ -111,66 +109,6 @@ export class ForwardRecorder {
       }, this.#noteWithinMs);
       this.#noteTimer.unref();
     }
-  }
-
-  /**
-   * The job's finish will carry records (FetchWorker): the last outcome of its run may be held for it (`hold`) instead
-   * of going out in a pipeline of its own. Only for a worker whose connection is a single Redis (not a Cluster).
-   */
-  carry(jobId: string): void {
-    this.#carried.set(jobId, []);
-  }
-
-  /**
-   * Holds an outcome for its job's finish, if that finish carries records: true when held. The reply is sent with
-   * the record, in the write that also finishes the job (sendCarried), so the worker's lone forward costs one Redis
-   * round trip less; the record still goes first, on the connection the job is finished on, so Redis stores it
-   * before the job can be seen finished, and a reply never announces what is not recorded.
-   */
-  hold(write: RecordWrite): boolean {
-    const held = this.#carried.get(write.jobId);
-    if (held === undefined) return false;
-    held.push(write);
-    return true;
-  }
-
-  /**
-   * Queues the job's held records and their replies on `client`, the connection its finish goes on next (the caller
-   * keeps the socket corked until the finish is written behind them). Resolves once Redis has answered them; a
-   * record Redis refuses is logged (the finish behind it will most likely have been refused too: the job is then
-   * taken over, as after any failed finish, and what is unrecorded is resent or ends as delivery_uncertain).
-   * Sending twice (BullMQ retries a finish that failed) is harmless: the first record stays, and the api ignores a
-   * reply it has already had.
-   */
-  sendCarried(client: Redis, jobId: string): Promise<void> {
-    const held = this.#carried.get(jobId) ?? [];
-    if (held.length === 0) return Promise.resolve();
-    const results: unknown[] = [];
-    const sink: CommandSink = {
-      hsetnx: (key, field, value) => results.push(client.hsetnx(key, field, value)),
-      publish: (channel, message) => results.push(client.publish(channel, message)),
-      spublish: (channel, message) => results.push(client.spublish(channel, message)),
-    };
-    const key = (id: string): string => jobKey(this.#prefix, this.#queue, id);
-    // The job's runner note, if still waiting for a pipeline, goes first: as it would have with the record.
-    const note = this.#runners.findIndex((r) => r.jobId === jobId);
-    if (note !== -1) {
-      const [r] = this.#runners.splice(note, 1) as [RunnerNote];
-      results.push(client.hset(key(jobId), 'runner', r.runner));
-    }
-    queueRecords(sink, key, held)(false);
-    return Promise.all(results).then(
-      () => {
-        this.flushes += 1;
-        this.records += held.length;
-      },
-      (err: unknown) => this.#logger.warn({ jobId, records: held.length, ...errorSummary(err) }, 'could not write forward records with the job\'s finish'),
-    );
-  }
-
-  /** Forgets what was held for the job (its run is over). */
-  release(jobId: string): void {
-    this.#carried.delete(jobId);
   }
 
   /** The previous runner of a job, if one was noted. */
@@ -239,11 +177,22 @@ export class ForwardRecorder {
     this.#claims = [];
     this.#runners = [];
     const pipeline = this.#redis.pipeline();
-    const key = (jobId: string): string => jobKey(this.#prefix, this.#queue, jobId);
-    const sendReplies = queueRecords(pipeline, key, batch.map((p) => p.write));
-    for (const c of claims) pipeline.hsetnx(key(c.jobId), c.field, c.token);
-    sendReplies(this.#sharded);
-    for (const note of runners) pipeline.hset(key(note.jobId), 'runner', note.runner);
+    const replies = new Map<string, string[]>();
+    for (const { write } of batch) {
+      pipeline.hsetnx(jobKey(this.#prefix, this.#queue, write.jobId), recordField(write.forwardId), JSON.stringify(write.record));
+      if (write.replyTo !== undefined && !('moved' in write.record)) {
+        const list = replies.get(write.replyTo) ?? [];
+        list.push(replyText(write.forwardId, write.record));
+        replies.set(write.replyTo, list);
+      }
+    }
+    for (const c of claims) pipeline.hsetnx(jobKey(this.#prefix, this.#queue, c.jobId), c.field, c.token);
+    // A Cluster carries replies by sharded pub/sub; the channel is in this shard's slot, as the records are.
+    for (const [channel, texts] of replies) {
+      if (this.#sharded) pipeline.spublish(channel, `[${texts.join(',')}]`);
+      else pipeline.publish(channel, `[${texts.join(',')}]`);
+    }
+    for (const note of runners) pipeline.hset(jobKey(this.#prefix, this.#queue, note.jobId), 'runner', note.runner);
     try {
       const results = (await pipeline.exec()) ?? [];
       batch.forEach((p, i) => {
@@ -268,36 +217,6 @@ export class ForwardRecorder {
       this.#schedule(this.#noteTimer === undefined);
     }
   }
-}
-
-/** What queueRecords needs of an ioredis pipeline or client. */
-interface CommandSink {
-  hsetnx(key: string, field: string, value: string): unknown;
-  publish(channel: string, message: string): unknown;
-  spublish(channel: string, message: string): unknown;
-}
-
-/**
- * Queues one `HSETNX` per record on `sink`, and returns the step that queues the replies: one `PUBLISH` per reply
- * channel carrying every reply for it (`SPUBLISH` on a Cluster, where the channel is in the shard's slot). Whatever
- * goes between the two (claims, in a flush) is written after the records and before the replies.
- */
-function queueRecords(sink: CommandSink, key: (jobId: string) => string, writes: readonly RecordWrite[]): (sharded: boolean) => void {
-  const replies = new Map<string, string[]>();
-  for (const write of writes) {
-    sink.hsetnx(key(write.jobId), recordField(write.forwardId), JSON.stringify(write.record));
-    if (write.replyTo !== undefined && !('moved' in write.record)) {
-      const list = replies.get(write.replyTo) ?? [];
-      list.push(replyText(write.forwardId, write.record));
-      replies.set(write.replyTo, list);
-    }
-  }
-  return (sharded) => {
-    for (const [channel, texts] of replies) {
-      if (sharded) sink.spublish(channel, `[${texts.join(',')}]`);
-      else sink.publish(channel, `[${texts.join(',')}]`);
-    }
-  };
 }
 
 function replyText(id: string, record: Exclude<ForwardRecord, { moved: true }>): string {

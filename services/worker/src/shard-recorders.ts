@@ -6,17 +6,14 @@ import { ForwardRecorder } from './recorder.ts';
 import type { RecordWrite } from './recorder.ts';
 
 /** What the forward processor needs of a recorder. */
-export type Recorder = Pick<ForwardRecorder, 'write' | 'hold' | 'claimStart' | 'markRunner' | 'runnerOf' | 'recorded' | 'isConnected'>;
-
-/** What a FetchWorker needs to let a job's finish carry its last records (fetch-worker.ts). */
-export type FinishCarrier = Pick<ForwardRecorder, 'carry' | 'sendCarried' | 'release'>;
+export type Recorder = Pick<ForwardRecorder, 'write' | 'claimStart' | 'markRunner' | 'runnerOf' | 'recorded' | 'isConnected'>;
 
 /**
  * QUEUE_SHARDS: one ForwardRecorder per shard, picked by the job id (which names its shard). Each shard's
  * records and replies go out in pipelines of their own, so a shard whose master does not answer holds up only
  * its own forwards, and on a Cluster every pipeline stays within one slot.
  */
-export class ShardRecorders implements Recorder, FinishCarrier {
+export class ShardRecorders implements Recorder {
   readonly #recorders: ForwardRecorder[];
 
   constructor(redis: Redis, prefixes: readonly string[], logger: Logger, options: { noteWithinMs?: number } = {}) {
@@ -31,22 +28,6 @@ export class ShardRecorders implements Recorder, FinishCarrier {
 
   write(write: RecordWrite): Promise<void> {
     return this.#of(write.jobId).write(write);
-  }
-
-  hold(write: RecordWrite): boolean {
-    return this.#of(write.jobId).hold(write);
-  }
-
-  carry(jobId: string): void {
-    this.#of(jobId).carry(jobId);
-  }
-
-  sendCarried(client: Redis, jobId: string): Promise<void> {
-    return this.#of(jobId).sendCarried(client, jobId);
-  }
-
-  release(jobId: string): void {
-    this.#of(jobId).release(jobId);
   }
 
   claimStart(jobId: string, forwardId: string, attempt: number, token: string): Promise<boolean> {

@@ -11,7 +11,6 @@ import type { Logger } from '@mtls-relay/shared/logging';
 import type { JobObserver } from './metrics.ts';
 import { AttemptError, backoffDelay } from './retry.ts';
 import { FetchWorker } from './fetch-worker.ts';
-import type { FinishCarrier } from './shard-recorders.ts';
 import type { BackoffSettings } from './retry.ts';
 
 export interface WorkerSettings extends BackoffSettings {
@@ -57,14 +56,12 @@ export function startWorkers(deps: {
   observer?: JobObserver;
   /** The job names to consume (every one by default; with QUEUE_SHARDS, the expiry job on shard 0 only). */
   jobNames?: readonly JobName[];
-  /** Lets a forward job's finish carry the last records of its run (FetchWorker.carryRecords). */
-  carrier?: FinishCarrier;
 }): Worker[] {
   const missing = JOB_NAMES.filter((name) => typeof deps.processors[name] !== 'function');
   if (missing.length > 0) throw new Error(`no processor registered for job(s): ${missing.join(', ')}`);
 
   return (deps.jobNames ?? JOB_NAMES).map((name) => {
-    const worker = new FetchWorker(JOBS[name].queue, deps.processors[name], {
+    const worker: Worker = new FetchWorker(JOBS[name].queue, deps.processors[name], {
       connection: deps.connection,
       prefix: deps.settings.prefix,
       name: deps.instanceId,
@@ -82,7 +79,6 @@ export function startWorkers(deps: {
           ),
       },
     });
-    if (name === 'forward' && deps.carrier !== undefined) worker.carryRecords(deps.carrier);
     const log = deps.logger.child({ queue: JOBS[name].queue, prefix: deps.settings.prefix });
     worker.on('error', (err) => log.error(errorSummary(err), 'worker error'));
     worker.on('stalled', (jobId) => log.warn({ jobId }, 'job stalled: its worker stopped renewing the lock'));

@@ -66,16 +66,8 @@ export function createForwardProcessor(deps: ForwardDeps): (job: Job) => Promise
     const attempt = batch.attemptsBefore + job.attemptsMade + 1;
     // A run is one fetch of the job: a takeover is another run of the same attempt.
     const token = `${deps.instanceId}:${job.attemptsStarted}`;
-    const run: RunContext = { jobId, batch, attempt, lastAttempt: attempt >= batch.maxAttempts, takenOver, token, running: todo.length };
-    const outcomes = await Promise.allSettled(
-      todo.map((entry) =>
-        deps.limiter
-          .run(() => runForward(deps, run, entry))
-          .finally(() => {
-            run.running -= 1;
-          }),
-      ),
-    );
+    const run: RunContext = { jobId, batch, attempt, lastAttempt: attempt >= batch.maxAttempts, takenOver, token };
+    const outcomes = await Promise.allSettled(todo.map((entry) => deps.limiter.run(() => runForward(deps, run, entry))));
     // Only a retry job (one forward) throws: AttemptError for BullMQ's backoff, UnrecoverableError when final.
     const thrown = outcomes.find((o) => o.status === 'rejected');
     if (thrown !== undefined) throw thrown.reason;
@@ -90,8 +82,6 @@ interface RunContext {
   lastAttempt: boolean;
   takenOver: boolean;
   token: string;
-  /** Forwards of this run not yet done (their outcome not yet recorded, or held for the job's finish). */
-  running: number;
 }
 
 async function unrecordedAfterTakeover(deps: ForwardDeps, jobId: string, batch: ForwardBatch): Promise<ForwardEntry[]> {
@@ -112,13 +102,7 @@ async function runForward(deps: ForwardDeps, run: RunContext, entry: ForwardEntr
   const ids = { jobId: entry.id, accountId: entry.accountId, requestId: entry.requestId };
   const log = deps.logger;
   const started = Date.now();
-  const record = (r: ForwardRecord): Promise<void> => {
-    const write = { jobId: run.jobId, forwardId: entry.id, record: r, replyTo: entry.replyTo };
-    // The run's last outcome (every other one is recorded) travels with the job's finish when the worker lets it
-    // (FetchWorker): one round trip less for a lone forward. Otherwise it goes out in the next record pipeline.
-    if (run.running === 1 && deps.recorder.hold(write)) return Promise.resolve();
-    return deps.recorder.write(write);
-  };
+  const record = (r: ForwardRecord): Promise<void> => deps.recorder.write({ jobId: run.jobId, forwardId: entry.id, record: r, replyTo: entry.replyTo });
   const fail = async (err: RelayError): Promise<void> => {
     await record({ a: entry.accountId, n: run.attempt, ok: false, error: toErrorPayload(err) });
     deps.observer.forwardFailed(err.code);
