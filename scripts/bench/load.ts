@@ -19,7 +19,10 @@ export interface LoadResult {
   errors: number;
   statuses: Record<string, number>;
   durationMs: number;
+  /** Answers per second: every answer, over the time until the last one (the loops stop starting at the deadline). */
   rps: number;
+  /** Mean latency of the answers, in ms. */
+  meanMs: number;
   p50: number;
   p99: number;
 }
@@ -66,6 +69,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
     statuses,
     durationMs,
     rps: latencies.length / (durationMs / 1000),
+    meanMs: latencies.reduce((a, b) => a + b, 0) / Math.max(1, latencies.length),
     p50: percentile(latencies, 50),
     p99: percentile(latencies, 99),
   };
