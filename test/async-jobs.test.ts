@@ -231,7 +231,9 @@ describe('a lone caller', () => {
     }
     await finished(start + 1 + n);
     const { byCommand } = commandsBetween(before, await commandCalls(relay.client));
-    const scripts = (byCommand['evalsha'] ?? 0) + (byCommand['eval'] ?? 0);
+    // Each forward's record and reply go in one script of the relay's own (recorder.ts): BullMQ's are the rest.
+    const bullmq = (byCommand['evalsha'] ?? 0) - n;
+    const scripts = bullmq + (byCommand['eval'] ?? 0);
     // Idle workers of the other queues poll every few seconds: a small allowance covers one such round. Fewer is
     // fine: a finish script that finds the next forward already added hands it over without a fetch of its own.
     expect(byCommand['bzpopmin'] ?? 0).toBeGreaterThan(0);
@@ -239,6 +241,6 @@ describe('a lone caller', () => {
     // Every forward is added and finished: at least two scripts each; at most the add and the worker's three.
     expect(scripts).toBeGreaterThanOrEqual(2 * n);
     expect(scripts).toBeLessThanOrEqual(4 * n + 4);
-    expect(byCommand['evalsha'] ?? 0).toBeLessThanOrEqual(3 * n + 4);
+    expect(bullmq).toBeLessThanOrEqual(3 * n + 4);
   });
 });

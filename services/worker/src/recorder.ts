@@ -1,5 +1,5 @@
 import { Redis } from 'ioredis';
-import type { Cluster } from 'ioredis';
+import type { ChainableCommander, Cluster } from 'ioredis';
 import { jobKey, parseRecord, recordField } from '@mtls-relay/shared/forward-records';
 import type { ForwardRecord } from '@mtls-relay/shared/forward-records';
 import { INLINE_REPLY_LIMIT } from '@mtls-relay/shared/jobs';
@@ -40,9 +40,10 @@ interface RunnerNote {
 /**
  * Records forward outcomes and sends the replies, with group commit: outcomes that finish while a write is in
  * flight go out together in the next pipeline — one HSETNX per forward (the first outcome recorded is the
- * outcome) and one PUBLISH per reply channel carrying every reply for it. The record comes before the reply in
- * the same pipeline, so a reply never announces what is not recorded; a lost reply is made up for by the api,
- * which rechecks the record.
+ * outcome) and one PUBLISH per reply channel carrying every reply for it, the records and their channel's PUBLISH in
+ * one script (RECORD_AND_REPLY). So a reply never announces what is not recorded, nor anything other than what is:
+ * when two runs of one forward finish (a takeover after a Redis stall), the one whose record comes second replies
+ * with a pointer to the record that stayed. A lost reply is made up for by the api, which rechecks the record.
  */
 export class ForwardRecorder {
   readonly #redis: Redis;
@@ -70,6 +71,8 @@ export class ForwardRecorder {
     this.#queue = options.queue ?? 'forward';
     this.#logger = logger;
     this.#noteWithinMs = options.noteWithinMs ?? 1_000;
+    // Sent as EVALSHA (ioredis loads the script when Redis does not know it); one definition per connection.
+    if (!('recordAndReply' in redis)) redis.defineCommand('recordAndReply', { lua: RECORD_AND_REPLY });
   }
 
   /** Resolves once the record is in Redis (and the reply published). */
@@ -176,32 +179,45 @@ export class ForwardRecorder {
     this.#pending = [];
     this.#claims = [];
     this.#runners = [];
-    const pipeline = this.#redis.pipeline();
-    const replies = new Map<string, string[]>();
-    for (const { write } of batch) {
-      pipeline.hsetnx(jobKey(this.#prefix, this.#queue, write.jobId), recordField(write.forwardId), JSON.stringify(write.record));
+    const pipeline = this.#redis.pipeline() as ChainableCommander & RecordCommands;
+    const key = (jobId: string): string => jobKey(this.#prefix, this.#queue, jobId);
+    // Each pipeline command, and the records whose fate its answer tells.
+    const answers: Pending[][] = [];
+    const replies = new Map<string, Pending[]>();
+    for (const p of batch) {
+      const { write } = p;
       if (write.replyTo !== undefined && !('moved' in write.record)) {
-        const list = replies.get(write.replyTo) ?? [];
-        list.push(replyText(write.forwardId, write.record));
-        replies.set(write.replyTo, list);
+        replies.set(write.replyTo, [...(replies.get(write.replyTo) ?? []), p]);
+        continue;
       }
+      pipeline.hsetnx(key(write.jobId), recordField(write.forwardId), JSON.stringify(write.record));
+      answers.push([p]);
     }
-    for (const c of claims) pipeline.hsetnx(jobKey(this.#prefix, this.#queue, c.jobId), c.field, c.token);
-    // A Cluster carries replies by sharded pub/sub; the channel is in this shard's slot, as the records are.
-    for (const [channel, texts] of replies) {
-      if (this.#sharded) pipeline.spublish(channel, `[${texts.join(',')}]`);
-      else pipeline.publish(channel, `[${texts.join(',')}]`);
+    // Records with replies: one script per reply channel, so that a reply only ever carries the outcome Redis kept
+    // (a record that finds another already there — a second runner of the same forward — replies with a pointer to it).
+    for (const [channel, group] of replies) {
+      const args = group.flatMap(({ write }) => [
+        recordField(write.forwardId),
+        JSON.stringify(write.record),
+        replyText(write.forwardId, write.record as Exclude<ForwardRecord, { moved: true }>),
+        JSON.stringify({ id: write.forwardId, ok: true }),
+      ]);
+      pipeline.recordAndReply(group.length, ...group.map(({ write }) => key(write.jobId)), channel, this.#sharded ? '1' : '0', ...args);
+      answers.push(group);
     }
-    for (const note of runners) pipeline.hset(jobKey(this.#prefix, this.#queue, note.jobId), 'runner', note.runner);
+    for (const c of claims) pipeline.hsetnx(key(c.jobId), c.field, c.token);
+    for (const note of runners) pipeline.hset(key(note.jobId), 'runner', note.runner);
     try {
       const results = (await pipeline.exec()) ?? [];
-      batch.forEach((p, i) => {
+      answers.forEach((records, i) => {
         const err = results[i]?.[0];
-        if (err === null || err === undefined) p.resolve();
-        else p.reject(err);
+        for (const p of records) {
+          if (err === null || err === undefined) p.resolve();
+          else p.reject(err);
+        }
       });
       claims.forEach((c, i) => {
-        const [err, won] = results[batch.length + i] ?? [new Error('no reply'), 0];
+        const [err, won] = results[answers.length + i] ?? [new Error('no reply'), 0];
         if (err === null || err === undefined) c.resolve(won === 1);
         else c.reject(err);
       });
@@ -217,6 +233,27 @@ export class ForwardRecorder {
       this.#schedule(this.#noteTimer === undefined);
     }
   }
+}
+
+/**
+ * Records of one reply channel, and their replies, atomically. KEYS[i]: the hash of record i's job. ARGV[1]: the
+ * channel; ARGV[2]: '1' for sharded pub/sub (a Cluster: the channel is in the shard's slot, as the keys are); then per
+ * record: its field, the record, its reply, and the reply to send instead when the field is already set (a pointer:
+ * the api then reads the record that is there). Answers 1 or 0 per record: stored, or already there.
+ */
+const RECORD_AND_REPLY = `local parts = {}
+local stored = {}
+for i = 1, #KEYS do
+  local at = 2 + (i - 1) * 4
+  stored[i] = redis.call('HSETNX', KEYS[i], ARGV[at + 1], ARGV[at + 2])
+  if stored[i] == 1 then parts[i] = ARGV[at + 3] else parts[i] = ARGV[at + 4] end
+end
+local message = '[' .. table.concat(parts, ',') .. ']'
+if ARGV[2] == '1' then redis.call('SPUBLISH', ARGV[1], message) else redis.call('PUBLISH', ARGV[1], message) end
+return stored`;
+
+interface RecordCommands {
+  recordAndReply(numberOfKeys: number, ...keysAndArgs: string[]): unknown;
 }
 
 function replyText(id: string, record: Exclude<ForwardRecord, { moved: true }>): string {
