@@ -187,7 +187,9 @@ export class ForwardRecorder {
     for (const p of batch) {
       const { write } = p;
       if (write.replyTo !== undefined && !('moved' in write.record)) {
-        replies.set(write.replyTo, [...(replies.get(write.replyTo) ?? []), p]);
+        const group = replies.get(write.replyTo);
+        if (group === undefined) replies.set(write.replyTo, [p]);
+        else group.push(p);
         continue;
       }
       pipeline.hsetnx(key(write.jobId), recordField(write.forwardId), JSON.stringify(write.record));
