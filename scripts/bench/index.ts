@@ -12,7 +12,7 @@ import { Agent } from 'undici';
 import { createCA, issueCertificate } from '../lib/pki.ts';
 import { startRelay } from '../../test/support/relay.ts';
 import { cpuMsOf, selfCpuMs, stealSnapshot } from './cpu.ts';
-import { runLoad } from './load.ts';
+import { percentile, runLoad } from './load.ts';
 import type { LoadResult } from './load.ts';
 import { startNginx } from './nginx.ts';
 import { renderChart } from './chart.ts';
@@ -29,6 +29,10 @@ const DURATION = quick ? 700 : 3000;
 // about 15 % more CPU per forward than once warm.
 const WARMUP = quick ? 200 : 2000;
 const WARMUP_ONCE = quick ? 500 : 3000;
+// Each case is measured in ROUNDS slices taking turns with the other paths (see the main loop); before every slice
+// after a case's first, a short warm-up brings back its connections and caches after the other paths' turns.
+const ROUNDS = quick ? 1 : 3;
+const REWARM = 300;
 const CONCURRENCY = quick ? [1, 32] : [1, 32, 64, 128];
 
 function forkChild(file: string, init: unknown): Promise<{ child: ChildProcess; port: number }> {
@@ -105,40 +109,90 @@ for (const s of scenarios) await loadOn(s, 32, WARMUP_ONCE);
 
 const rows: Row[] = [];
 const steal0 = stealSnapshot();
+/** What one case's slices add up to. */
+interface Totals {
+  requests: number;
+  errors: number;
+  statuses: Record<string, number>;
+  durationMs: number;
+  latencies: number[];
+  cpuMs: Record<string, number>;
+  targetRequests: number;
+  handshakes: number;
+  commands: Record<string, number> | undefined;
+  forwards: number;
+  batches: number;
+}
+const add = (into: Record<string, number>, from: Record<string, number>): void => {
+  for (const [k, v] of Object.entries(from)) into[k] = (into[k] ?? 0) + v;
+};
 for (const c of CONCURRENCY) {
-  for (const s of scenarios) {
-    await loadOn(s, c, WARMUP);
-    const pids = { ...s.pids, target: target.child.pid };
-    const cpu0 = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, pid === undefined ? Number.NaN : cpuMsOf(pid)]));
-    const self0 = selfCpuMs();
-    const t0 = await ask<TargetStats>(target.child, 'stats');
-    const relayCase = s.name.startsWith('relay');
-    const redis0 = relayCase ? await commandCalls(relay.client) : undefined;
-    const batches0 = relayCase ? await batchTotals(`${relay.api.url}/metrics`, relay.auth()) : undefined;
-    const result: LoadResult = await loadOn(s, c, DURATION);
-    const t1 = await ask<TargetStats>(target.child, 'stats');
-    const cpuPerRequest: Record<string, number> = {};
-    for (const [k, pid] of Object.entries(pids)) {
-      if (pid !== undefined) cpuPerRequest[k] = (cpuMsOf(pid) - (cpu0[k] as number)) / Math.max(1, result.requests);
+  // Each case is measured in ROUNDS slices, the paths taking turns slice by slice, so that every path samples the same
+  // minutes of this shared machine (whose speed drifts by tens of percent from one minute to the next) and the ratios
+  // between paths compare like with like; the slices of a case add up to one measurement of DURATION.
+  const totals = new Map<string, Totals>();
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const s of scenarios) {
+      await loadOn(s, c, round === 0 ? WARMUP : REWARM);
+      const pids = { ...s.pids, target: target.child.pid };
+      const cpu0 = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, pid === undefined ? Number.NaN : cpuMsOf(pid)]));
+      const self0 = selfCpuMs();
+      const t0 = await ask<TargetStats>(target.child, 'stats');
+      const relayCase = s.name.startsWith('relay');
+      const redis0 = relayCase ? await commandCalls(relay.client) : undefined;
+      const batches0 = relayCase ? await batchTotals(`${relay.api.url}/metrics`, relay.auth()) : undefined;
+      const slice: LoadResult = await loadOn(s, c, DURATION / ROUNDS);
+      const t1 = await ask<TargetStats>(target.child, 'stats');
+      const cpuMs: Record<string, number> = {};
+      for (const [k, pid] of Object.entries(pids)) if (pid !== undefined) cpuMs[k] = cpuMsOf(pid) - (cpu0[k] as number);
+      cpuMs['loadgen'] = selfCpuMs() - self0;
+      const commands = redis0 === undefined ? undefined : commandsBetween(redis0, await commandCalls(relay.client)).byCommand;
+      const batches1 = batches0 === undefined ? undefined : await batchTotals(`${relay.api.url}/metrics`, relay.auth());
+      const t = totals.get(s.name) ?? {
+        requests: 0, errors: 0, statuses: {}, durationMs: 0, latencies: [], cpuMs: {}, targetRequests: 0, handshakes: 0,
+        commands: commands === undefined ? undefined : {}, forwards: 0, batches: 0,
+      };
+      t.requests += slice.requests;
+      t.errors += slice.errors;
+      add(t.statuses, slice.statuses);
+      t.durationMs += slice.durationMs;
+      t.latencies.push(...slice.latencies);
+      add(t.cpuMs, cpuMs);
+      t.targetRequests += t1.requests - t0.requests;
+      t.handshakes += t1.handshakes - t0.handshakes;
+      if (t.commands !== undefined && commands !== undefined) add(t.commands, commands);
+      if (batches0 !== undefined && batches1 !== undefined) {
+        t.forwards += batches1.forwards - batches0.forwards;
+        t.batches += batches1.batches - batches0.batches;
+      }
+      totals.set(s.name, t);
     }
-    cpuPerRequest['loadgen'] = (selfCpuMs() - self0) / Math.max(1, result.requests);
-    const commands = redis0 === undefined ? undefined : commandsBetween(redis0, await commandCalls(relay.client));
-    const batches1 = batches0 === undefined ? undefined : await batchTotals(`${relay.api.url}/metrics`, relay.auth());
-    const forwardsPerBatch = batches0 === undefined || batches1 === undefined ? undefined : (batches1.forwards - batches0.forwards) / Math.max(1, batches1.batches - batches0.batches);
-    rows.push({
+  }
+  for (const s of scenarios) {
+    const t = totals.get(s.name) as Totals;
+    const per = Math.max(1, t.requests);
+    t.latencies.sort((a, b) => a - b);
+    const commandTotal = t.commands === undefined ? undefined : Object.values(t.commands).reduce((a, b) => a + b, 0);
+    const row: Row = {
       scenario: s.name,
       concurrency: c,
-      ...result,
-      cpuPerRequest,
-      handshakesPerRequest: (t1.handshakes - t0.handshakes) / Math.max(1, t1.requests - t0.requests),
-      ...(commands === undefined ? {} : { redisCommandsPerRequest: commands.total / Math.max(1, result.requests), redisCommands: commands.byCommand }),
-      ...(forwardsPerBatch === undefined ? {} : { forwardsPerBatch }),
-    });
-    const last = rows[rows.length - 1] as Row;
-    const redisNote = last.redisCommandsPerRequest === undefined
+      requests: t.requests,
+      errors: t.errors,
+      statuses: t.statuses,
+      durationMs: t.durationMs,
+      rps: t.requests / (t.durationMs / 1000),
+      p50: percentile(t.latencies, 50),
+      p99: percentile(t.latencies, 99),
+      cpuPerRequest: Object.fromEntries(Object.entries(t.cpuMs).map(([k, ms]) => [k, ms / per])),
+      handshakesPerRequest: t.handshakes / Math.max(1, t.targetRequests),
+      ...(t.commands === undefined || commandTotal === undefined ? {} : { redisCommandsPerRequest: commandTotal / per, redisCommands: t.commands }),
+      ...(t.batches > 0 ? { forwardsPerBatch: t.forwards / t.batches } : {}),
+    };
+    rows.push(row);
+    const redisNote = row.redisCommandsPerRequest === undefined
       ? ''
-      : `  redis ${last.redisCommandsPerRequest.toFixed(1)} cmd/req ${(last.cpuPerRequest['redis'] ?? Number.NaN).toFixed(3)} ms/req, ${(last.forwardsPerBatch ?? Number.NaN).toFixed(1)} forwards/batch`;
-    console.log(`${s.name.padEnd(11)} c=${String(c).padStart(3)}  ${last.rps.toFixed(0).padStart(6)} req/s  p50 ${last.p50.toFixed(2)} ms  p99 ${last.p99.toFixed(2)} ms  errors ${last.errors}${redisNote}`);
+      : `  redis ${row.redisCommandsPerRequest.toFixed(1)} cmd/req ${(row.cpuPerRequest['redis'] ?? Number.NaN).toFixed(3)} ms/req, ${(row.forwardsPerBatch ?? Number.NaN).toFixed(1)} forwards/batch`;
+    console.log(`${s.name.padEnd(11)} c=${String(c).padStart(3)}  ${row.rps.toFixed(0).padStart(6)} req/s  p50 ${row.p50.toFixed(2)} ms  p99 ${row.p99.toFixed(2)} ms  errors ${row.errors}${redisNote}`);
   }
 }
 
@@ -210,6 +264,7 @@ const report: BenchReport = {
   quick,
   machine: { cpus: cpus().length, model: cpus()[0]?.model ?? 'unknown', memoryGiB: totalmem() / 2 ** 30, node: process.version, stealPercent: (100 * (steal1.steal - steal0.steal)) / Math.max(1, steal1.total - steal0.total) },
   durationMs: DURATION,
+  rounds: ROUNDS,
   rows,
   async: asyncResult,
   slowTarget: slowResult,

@@ -25,9 +25,11 @@ export interface LoadResult {
   meanMs: number;
   p50: number;
   p99: number;
+  /** Every answer's latency in ms, sorted (to merge the slices of one case). */
+  latencies: number[];
 }
 
-function percentile(sorted: number[], p: number): number {
+export function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return Number.NaN;
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
 }
@@ -72,5 +74,6 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
     meanMs: latencies.reduce((a, b) => a + b, 0) / Math.max(1, latencies.length),
     p50: percentile(latencies, 50),
     p99: percentile(latencies, 99),
+    latencies,
   };
 }

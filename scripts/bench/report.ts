@@ -23,6 +23,8 @@ export interface BenchReport {
   quick: boolean;
   machine: { cpus: number; model: string; memoryGiB: number; node: string; stealPercent: number };
   durationMs: number;
+  /** Slices each case's measurement is split into, the paths taking turns. */
+  rounds: number;
   rows: Row[];
   async: {
     concurrency: number;
@@ -46,7 +48,7 @@ export function renderMarkdown(r: BenchReport): string {
   const find = (scenario: string, c: number): Row | undefined => r.rows.find((x) => x.scenario === scenario && x.concurrency === c);
   const lines: string[] = [];
   lines.push(`Machine: ${r.machine.cpus} × ${r.machine.model}, ${r.machine.memoryGiB.toFixed(0)} GiB, Node ${r.machine.node}; ` +
-    `CPU steal during the run ${r.machine.stealPercent.toFixed(1)} %; ${r.durationMs} ms per case${r.quick ? ' (--quick)' : ''}; ` +
+    `CPU steal during the run ${r.machine.stealPercent.toFixed(1)} %; ${r.durationMs} ms per case${r.rounds > 1 ? ` in ${r.rounds} slices, the paths taking turns` : ''}${r.quick ? ' (--quick)' : ''}; ` +
     'load generator, target and relay share the same cores.', '');
   lines.push('| path | concurrency | req/s | p50 ms | p99 ms | errors | CPU ms/req (per process) | Redis cmd/req | forwards/batch | TLS handshakes/req |');
   lines.push('| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |');
