@@ -171,6 +171,20 @@ describe('HTTP hygiene', () => {
       expect(target.requests.map((r) => r.path)).toEqual(['/ok']);
     });
 
+    it.each([
+      ['POST', '/mtls/account/acct1/mappings', 64 * 1024, 'problem'],
+      ['POST', '/mtls/mapping', 5 * 1024 * 1024, 'problem'],
+      ['PUT', '/accounts/acct1/access/certificates/settings', 1024 * 1024, 'envelope'],
+    ] as const)('%s %s: a JSON body over its limit → 413 body_too_large, as documented', async (method, route, limit, shape) => {
+      // A JSON string one byte over the limit (the answers are checked against the OpenAPI document, as every answer is).
+      const body = JSON.stringify({ settings: 'x'.repeat(limit) });
+      const res = await request(`${relay.api.url}${route}`, { method, headers: { ...relay.auth(), 'content-type': 'application/json' }, body });
+      expect(res.statusCode).toBe(413);
+      const answer = JSON.parse(await res.body.text()) as { code?: string; success?: boolean; errors?: Array<{ code: number }> };
+      if (shape === 'problem') expect(answer.code).toBe('body_too_large');
+      else expect(answer).toMatchObject({ success: false, errors: [{ code: 12008 }] });
+    });
+
     it('headers over 16 KiB → 431 problem+json, and more header lines than allowed → 431', async () => {
       const large = await raw(relay.api.port, `${head(`X-Big: ${'b'.repeat(17 * 1024)}\r\n\r\n`)}`);
       expect(large.status).toBe(431);

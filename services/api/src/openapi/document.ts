@@ -173,7 +173,7 @@ const paths: Obj = {
       requestBody: { required: true, content: json({ type: 'array', maxItems: 1000, items: ref('MappingTuple') }) },
       responses: {
         '200': { description: 'One boolean per tuple', content: json({ oneOf: [ref('MappingCheckV1'), ref('MappingCheckV2')] }) },
-        '400': problem('Invalid body or query'), ...denied, ...storeFaults, '503': problem('Queue or certificate store unavailable', { 'Retry-After': header('Seconds') }), '504': problem('The check did not finish in time'),
+        '400': problem('Invalid body or query'), ...denied, '413': problem('Body over 5 MB'), ...storeFaults, '503': problem('Queue or certificate store unavailable', { 'Retry-After': header('Seconds') }), '504': problem('The check did not finish in time'),
       },
     },
   },
@@ -184,7 +184,7 @@ const paths: Obj = {
       requestBody: { required: true, content: json(ref('NewMapping')) },
       responses: {
         '201': { description: 'Created', headers: { Location: header('The mapping') }, content: json(ref('Mapping')) },
-        '400': problem('Invalid body or account id'), ...denied, '404': problem('Unknown certificate'), '409': problem('A mapping for this service and URL exists'), ...storeFaults,
+        '400': problem('Invalid body or account id'), ...denied, '404': problem('Unknown certificate'), '409': problem('A mapping for this service and URL exists'), '413': problem('Body over 64 KiB'), ...storeFaults,
       },
     },
   },
@@ -218,7 +218,7 @@ const paths: Obj = {
         '`client_certificate_forwarding: true` makes every forward to that host require a client certificate (422 `certificate_required` when none is valid, instead of sending without mTLS). ' +
         '`china_network` is kept and returned for Cloudflare compatibility only: it has no effect in the relay.',
       requestBody: { required: true, content: json({ type: 'object', required: ['settings'], properties: { settings: { type: 'array', maxItems: 1000, items: ref('HostnameSetting') } } }) },
-      responses: { '202': cfOk('Saved', { type: 'array', items: ref('HostnameSetting') }), '400': cfFailure('Invalid body or account id'), ...cfDenied, ...cfStoreFaults },
+      responses: { '202': cfOk('Saved', { type: 'array', items: ref('HostnameSetting') }), '400': cfFailure('Invalid body or account id'), ...cfDenied, '413': cfFailure('Body over 1 MB'), ...cfStoreFaults },
     },
   },
   '/accounts/{account_id}/access/certificates/{certificate_id}': {
