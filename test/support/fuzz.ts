@@ -70,7 +70,9 @@ export function embeddedV6Spelling(value: number): Arbitrary<string> {
     `::ffff:${dotted}`,
     `::ffff:${hex4(hi)}:${hex4(lo)}`,
     `0:0:0:0:0:FFFF:${hex4(hi)}:${hex4(lo)}`,
-    `::${dotted}`,
+    // The IPv4-compatible form, except for 0.0.0.0 and 0.0.0.1: '::0.0.0.0' and '::0.0.0.1' are '::' and '::1' (RFC
+    // 4291 2.5.5.1), the IPv6 unspecified and loopback addresses, not an IPv4 address of 0/8.
+    ...(value > 1 ? [`::${dotted}`] : []),
     `64:ff9b::${dotted}`,
     `64:ff9b::${hex4(hi)}:${hex4(lo)}`,
     `2002:${hex4(hi)}:${hex4(lo)}::1`,
@@ -243,5 +245,9 @@ export function regressionCases(port: number): FuzzCase[] {
     { ...base, method: 'CONNECT', url: `https://127.2039720.:${port}/toL`, target: { host: '127.2039720.', expect: 'refuse' }, headers: [['Connection', 'wait=0']] },
     { ...base, method: 'GET', url: `https://0x7f.0x0.00.0X1.:${port}/`, target: { host: '0x7f.0x0.00.0X1.', expect: 'allow' }, headers: [['Prefer', 'respond-async, wait=99999999999']] },
     { ...base, method: 'DELETE', url: `https://0030026061666.:${port}/`, target: { host: '0030026061666.', expect: 'refuse' }, headers: [['Idempotency-Key', 'Token abc\r\nX-Injected: 1']], framing: 'length' },
+    // '::0.0.0.1' is '::1' (loopback, allowed here like 127.0.0.1), '::0.0.0.0' is '::' (unspecified): neither is the
+    // IPv4-compatible spelling of an address of 0/8, as the generator once took them to be.
+    { ...base, method: 'PUT', url: `https://[::0.0.0.1]:${port}/4O`, target: { host: '::0.0.0.1', expect: 'allow' }, headers: [], body: Buffer.from('a3'), framing: 'chunked' },
+    { ...base, method: 'GET', url: `https://[::0.0.0.0]:${port}/`, target: { host: '::0.0.0.0', expect: 'refuse' }, headers: [] },
   ];
 }
