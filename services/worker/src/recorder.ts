@@ -202,7 +202,7 @@ export class ForwardRecorder {
         recordField(write.forwardId),
         JSON.stringify(write.record),
         replyText(write.forwardId, write.record as Exclude<ForwardRecord, { moved: true }>),
-        JSON.stringify({ id: write.forwardId, ok: true }),
+        pointerText(write.forwardId),
       ]);
       pipeline.recordAndReply(group.length, ...group.map(({ write }) => key(write.jobId)), channel, this.#sharded ? '1' : '0', ...args);
       answers.push(group);
@@ -258,9 +258,12 @@ interface RecordCommands {
   recordAndReply(numberOfKeys: number, ...keysAndArgs: string[]): unknown;
 }
 
+/** A reply without the result: the api reads the forward's record instead. */
+const pointerText = (id: string): string => JSON.stringify({ id, ok: true });
+
 function replyText(id: string, record: Exclude<ForwardRecord, { moved: true }>): string {
   const message: ReplyMessage = record.ok ? { id, ok: true, result: record.result } : { id, ok: false, error: record.error };
   const text = JSON.stringify(message);
   // Large results stay in the record; the api reads it when told the forward is done.
-  return text.length > INLINE_REPLY_LIMIT && record.ok ? JSON.stringify({ id, ok: true }) : text;
+  return text.length > INLINE_REPLY_LIMIT && record.ok ? pointerText(id) : text;
 }
