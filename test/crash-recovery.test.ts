@@ -19,12 +19,18 @@ let relay: Relay;
 let target: MtlsTarget;
 const account = 'crash1';
 
-/** The first request to a path is held for `hold` ms (?hold=N); later requests to it are answered at once. */
+/**
+ * The first request to a path is held for `hold` ms (?hold=N); later requests to it are answered at once. With
+ * ?always=N every request to it is held N ms.
+ */
 const firstSeen = new Set<string>();
 const handler: TargetHandler = async (req, res) => {
   const [path = '', query = ''] = req.path.split('?');
-  const hold = Number(new URLSearchParams(query).get('hold') ?? 0);
-  if (!firstSeen.has(path)) {
+  const params = new URLSearchParams(query);
+  const hold = Number(params.get('hold') ?? 0);
+  const always = Number(params.get('always') ?? 0);
+  if (always > 0) await new Promise((r) => setTimeout(r, always).unref());
+  else if (!firstSeen.has(path)) {
     firstSeen.add(path);
     await new Promise((r) => setTimeout(r, hold).unref());
   }
@@ -128,6 +134,29 @@ describe('worker killed with SIGKILL mid-request', () => {
     expect(await outcome(first)).toMatchObject({ ok: false, error: { code: 'delivery_uncertain' } });
     expect(await outcome(second)).toMatchObject({ ok: true, result: { status: 200 } });
     expect(target.requests.map((r) => r.path.split('?')[0]).sort()).toEqual([`/first-${tag}`, `/second-${tag}`]);
+    await relay.startWorker();
+  });
+
+  it('a GET whose job loses both its runs mid-request (stalled twice) ends delivery_uncertain, not internal: the caller gets 502', async () => {
+    target.reset();
+    const sent = (): number => target.requests.filter((r) => r.path.startsWith('/stalled-twice')).length;
+    // The forwards of the tests before have been attempted too: holderOf must find this one's.
+    for (const w of relay.workers) for (const l of w.logs) if (l.msg === 'forward attempt started') handled.add(String(l['jobId']));
+    const pending = forward('GET', '/stalled-twice?always=20000');
+    const { worker: first, jobId } = await holderOf('/stalled-twice');
+    first.proc.kill('SIGKILL');
+    relay.workers.splice(relay.workers.indexOf(first), 1);
+    // The other worker takes the job over once its lock has expired, and sends the GET again (safe to repeat).
+    await vi.waitFor(() => expect(sent()).toBe(2), { timeout: 15_000, interval: 100 });
+    for (const w of relay.workers.splice(0)) w.proc.kill('SIGKILL');
+    // A fresh worker finds the job stalled a second time: BullMQ (maxStalledCount 1) fails it, unrecorded.
+    await relay.startWorker();
+    const res = await pending;
+    expect(res.status).toBe(502);
+    expect(JSON.parse(res.body)).toMatchObject({ code: 'delivery_uncertain', jobId });
+    const status = await request(`${relay.api.url}/mtls/jobs/${jobId}`, { headers: relay.auth() });
+    expect(JSON.parse(await status.body.text())).toMatchObject({ state: 'failed', error: { code: 'delivery_uncertain' } });
+    expect(sent()).toBe(2);
     await relay.startWorker();
   });
 });

@@ -99,7 +99,7 @@ export interface ForwardView {
   outcome: ReplyMessage | undefined;
 }
 
-const JOB_FIELDS = ['timestamp', 'processedOn', 'finishedOn', 'atm'] as const;
+const JOB_FIELDS = ['timestamp', 'processedOn', 'finishedOn', 'atm', 'failedReason'] as const;
 
 /**
  * Reads forwards back by id with one HMGET in the common case (two when the forward moved to a retry job, and
@@ -144,7 +144,7 @@ export class ForwardRecords {
   async #read(prefix: string, jobId: string, forwardId: string): Promise<JobFields | undefined> {
     const key = jobKey(prefix, this.#queue, jobId);
     const values = await this.#redis.hmget(key, recordField(forwardId), ...JOB_FIELDS);
-    const [record, timestamp, processedOn, finishedOn, atm] = values;
+    const [record, timestamp, processedOn, finishedOn, atm, failedReason] = values;
     if (timestamp === null || timestamp === undefined) return undefined;
     return {
       key,
@@ -153,6 +153,7 @@ export class ForwardRecords {
       processedOn: processedOn === null || processedOn === undefined ? undefined : Number(processedOn),
       finishedOn: finishedOn === null || finishedOn === undefined ? undefined : Number(finishedOn),
       attemptsMade: Number(atm ?? 0),
+      failedReason: failedReason ?? undefined,
     };
   }
 
@@ -173,8 +174,8 @@ export class ForwardRecords {
     const accountId = knownAccount ?? (await this.#accountOf(job.key, id));
     if (accountId === undefined) return undefined;
     if (job.finishedOn !== undefined) {
-      // The job ended without a record for this forward: it failed as a whole (e.g. stalled too often).
-      const error: ErrorPayload = { code: 'internal', detail: 'the forward job failed before the forward finished' };
+      // The job ended without a record for this forward: it failed as a whole.
+      const error = unrecordedFailure(job);
       return { id, accountId, state: 'failed', attempts: attemptsBefore + job.attemptsMade, createdAt, finishedAt: job.finishedOn, outcome: { id, ok: false, error } };
     }
     const state: PublicState = job.processedOn !== undefined ? 'active' : 'queued';
@@ -204,4 +205,28 @@ interface JobFields {
   processedOn: number | undefined;
   finishedOn: number | undefined;
   attemptsMade: number;
+  failedReason: string | undefined;
+}
+
+/**
+ * What a forward that its job ended without recording became. The processor's own refusals (an unreadable batch)
+ * are recorded as the job's failure, in our error format. Anything else ends a job only after it was fetched and
+ * its runs stopped — BullMQ fails a job whose lock was lost more often than `maxStalledCount` ("job stalled more
+ * than allowable limit": both workers that ran it died or were cut off mid-batch) — so the forward may have
+ * reached the target, and was not sent again: `delivery_uncertain`, which is what it is, not `internal`.
+ */
+function unrecordedFailure(job: JobFields): ErrorPayload {
+  try {
+    const parsed = JSON.parse(job.failedReason ?? '') as Partial<ErrorPayload> | null;
+    if (parsed !== null && typeof parsed === 'object' && isErrorCode(parsed.code)) return asErrorPayload({ ...parsed, code: parsed.code });
+  } catch {
+    // BullMQ's own reason, plain text
+  }
+  if (job.processedOn !== undefined) {
+    return {
+      code: 'delivery_uncertain',
+      detail: `the workers running this forward stopped before it was recorded (${job.failedReason ?? 'the job failed'}); it may have reached the target and was not sent again`,
+    };
+  }
+  return { code: 'internal', detail: 'the forward job failed before the forward was sent' };
 }
