@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { openBuffer, sealBuffer } from './crypto.ts';
+import { openBuffer, sealBuffer, SealError } from './crypto.ts';
 import type { KeyRing } from './crypto.ts';
 import type { ErrorPayload } from './errors.ts';
 
@@ -48,9 +48,10 @@ export const forwardEntrySchema = z.object({
   replyTo: z.string().optional(),
   /**
    * Sealed, in one piece (sealRequest): the headers the target receives (Authorization from
-   * LP-authorization-override included), the query string and the body bytes.
+   * LP-authorization-override included), the query string and the body bytes. Absent when the batch carries this
+   * forward's request in its `requests` (what the api's group commit does); a retry job's entry always has it.
    */
-  request: sealed,
+  request: sealed.optional(),
   enqueuedAt: z.number(),
 });
 export type ForwardEntry = z.infer<typeof forwardEntrySchema>;
@@ -64,6 +65,11 @@ export type ForwardEntry = z.infer<typeof forwardEntrySchema>;
 export const forwardBatchSchema = z.object({
   v: z.literal(2),
   forwards: z.array(forwardEntrySchema).min(1).max(MAX_BATCH_FORWARDS),
+  /**
+   * The requests of the forwards that carry none of their own, sealed together in one piece bound to the batch
+   * job's id (sealBatchRequests): one cipher operation per batch on each side instead of one per forward.
+   */
+  requests: sealed.optional(),
   /** Attempts each forward had before this job (a retry job continues a batch's forward). */
   attemptsBefore: z.number().int().min(0),
   /** Attempts a forward gets in all (FORWARD_ATTEMPTS when it was accepted). */
@@ -195,6 +201,7 @@ function frame(meta: unknown, body: Buffer): Buffer {
 }
 
 function unframe(plain: Buffer): { meta: unknown; body: Buffer } {
+  if (plain.length < 4) throw new SealError('sealed frame is truncated');
   const n = plain.readUInt32BE(0);
   return { meta: JSON.parse(plain.subarray(4, 4 + n).toString('utf8')), body: plain.subarray(4 + n) };
 }
@@ -214,6 +221,57 @@ export function openRequest(ring: KeyRing, forwardId: string, sealedRequest: str
   const { meta, body } = unframe(openBuffer(ring, sealedRequest, `job:${forwardId}:request`));
   const m = meta as { h: HeaderList; q: string };
   return { headers: m.h, query: m.q, body };
+}
+
+/**
+ * The requests of a batch's forwards in one sealed piece, bound to the batch job's id: the frame's JSON lists, per
+ * forward, its id, headers, query and body length, and the bodies follow one after the other. Each forward's id is
+ * inside the sealed piece, so that a request cannot be moved to another entry of the batch.
+ */
+export function sealBatchRequests(ring: KeyRing, batchId: string, forwards: ReadonlyArray<{ id: string; parts: RequestParts }>): string {
+  const meta = forwards.map(({ id, parts }) => [id, parts.headers, parts.query, parts.body.length]);
+  const bodies = forwards.map(({ parts }) => parts.body);
+  return sealBuffer(ring, frame(meta, bodies.length === 1 ? (bodies[0] as Buffer) : Buffer.concat(bodies)), `job:${batchId}:requests`);
+}
+
+/** The requests sealed by sealBatchRequests, by forward id. Throws SealError when the piece does not open or hold together. */
+export function openBatchRequests(ring: KeyRing, batchId: string, sealedRequests: string): Map<string, RequestParts> {
+  const { meta, body } = unframe(openBuffer(ring, sealedRequests, `job:${batchId}:requests`));
+  if (!Array.isArray(meta)) throw new SealError('sealed batch requests are not a list');
+  const out = new Map<string, RequestParts>();
+  let offset = 0;
+  for (const item of meta as unknown[]) {
+    const [id, headers, query, length] = item as [string, HeaderList, string, number];
+    if (typeof id !== 'string' || !Array.isArray(headers) || typeof query !== 'string' || !Number.isInteger(length) || length < 0 || offset + length > body.length) {
+      throw new SealError('sealed batch requests do not hold together');
+    }
+    out.set(id, { headers, query, body: body.subarray(offset, offset + length) });
+    offset += length;
+  }
+  return out;
+}
+
+/**
+ * Where each forward of a batch finds its request: its own `request`, or the batch's shared `requests` (opened once,
+ * on first use). What fails to open fails the forwards that need it, each on its own, as a per-forward seal would.
+ */
+export function batchRequestReader(ring: KeyRing, batchId: string, batch: Pick<ForwardBatch, 'requests'>): (entry: ForwardEntry) => RequestParts {
+  let shared: Map<string, RequestParts> | Error | undefined;
+  return (entry) => {
+    if (entry.request !== undefined) return openRequest(ring, entry.id, entry.request);
+    if (batch.requests === undefined) throw new SealError(`forward ${entry.id} carries no request`);
+    if (shared === undefined) {
+      try {
+        shared = openBatchRequests(ring, batchId, batch.requests);
+      } catch (err) {
+        shared = err instanceof Error ? err : new SealError('sealed batch requests failed to open');
+      }
+    }
+    if (shared instanceof Error) throw shared;
+    const parts = shared.get(entry.id);
+    if (parts === undefined) throw new SealError(`forward ${entry.id} is not in the batch's sealed requests`);
+    return parts;
+  };
 }
 
 export interface ResponseParts {

@@ -1,7 +1,7 @@
 import type { KeyRing } from '@mtls-relay/shared/crypto';
 import { RelayError } from '@mtls-relay/shared/errors';
 import { forwardIdOf, newBatchId } from '@mtls-relay/shared/forward-records';
-import { MAX_BATCH_FORWARDS, sealRequest } from '@mtls-relay/shared/jobs';
+import { MAX_BATCH_FORWARDS, sealBatchRequests } from '@mtls-relay/shared/jobs';
 import type { ForwardBatch, ForwardEntry, ForwardMethod, HeaderList, ReplyMessage } from '@mtls-relay/shared/jobs';
 import type { Logger } from '@mtls-relay/shared/logging';
 import { errorSummary } from '@mtls-relay/shared/logging';
@@ -198,6 +198,8 @@ export class ForwardDispatcher {
     const batch: ForwardBatch = {
       v: 2,
       forwards: admitted.map((a) => this.#entry(a.id, a.item.request, now)),
+      // The batch's requests in one sealed piece: one cipher operation here and one in the worker per batch.
+      requests: sealBatchRequests(this.#ring, batchId, admitted.map((a) => ({ id: a.id, parts: a.item.request }))),
       attemptsBefore: 0,
       maxAttempts: this.#settings.forwardAttempts,
       keepSeconds: Math.max(this.#settings.resultTtlSeconds, claimed.size > 0 ? IDEMPOTENCY_TTL_SECONDS : 0),
@@ -254,7 +256,6 @@ export class ForwardDispatcher {
       keyed: r.idempotency !== undefined,
       requestId: r.requestId,
       ...(r.wantsReply ? { replyTo: this.#waiter.channelFor(id) } : {}),
-      request: sealRequest(this.#ring, id, { headers: r.headers, query: r.query, body: r.body }),
       enqueuedAt: now,
     };
   }

@@ -4,8 +4,8 @@ import type { KeyRing } from '@mtls-relay/shared/crypto';
 import { encodeFailure, RelayError, relayErrorOf, toErrorPayload } from '@mtls-relay/shared/errors';
 import type { ForwardRecord } from '@mtls-relay/shared/forward-records';
 import { relayableResponseHeaders } from '@mtls-relay/shared/http';
-import { forwardBatchSchema, openRequest, sealResponse } from '@mtls-relay/shared/jobs';
-import type { ForwardBatch, ForwardBatchResult, ForwardEntry, ForwardResult, HeaderList } from '@mtls-relay/shared/jobs';
+import { batchRequestReader, forwardBatchSchema, sealRequest, sealResponse } from '@mtls-relay/shared/jobs';
+import type { ForwardBatch, ForwardBatchResult, ForwardEntry, ForwardResult, HeaderList, RequestParts } from '@mtls-relay/shared/jobs';
 import { errorSummary } from '@mtls-relay/shared/logging';
 import type { Logger } from '@mtls-relay/shared/logging';
 import { parseTargetUrl } from '@mtls-relay/shared/url';
@@ -66,7 +66,7 @@ export function createForwardProcessor(deps: ForwardDeps): (job: Job) => Promise
     const attempt = batch.attemptsBefore + job.attemptsMade + 1;
     // A run is one fetch of the job: a takeover is another run of the same attempt.
     const token = `${deps.instanceId}:${job.attemptsStarted}`;
-    const run: RunContext = { jobId, batch, attempt, lastAttempt: attempt >= batch.maxAttempts, takenOver, token };
+    const run: RunContext = { jobId, batch, attempt, lastAttempt: attempt >= batch.maxAttempts, takenOver, token, requestOf: batchRequestReader(deps.ring, jobId, batch) };
     const outcomes = await Promise.allSettled(todo.map((entry) => deps.limiter.run(() => runForward(deps, run, entry))));
     // Only a retry job (one forward) throws: AttemptError for BullMQ's backoff, UnrecoverableError when final.
     const thrown = outcomes.find((o) => o.status === 'rejected');
@@ -82,6 +82,8 @@ interface RunContext {
   lastAttempt: boolean;
   takenOver: boolean;
   token: string;
+  /** Opens a forward's request (its own, or the batch's shared piece, opened once). */
+  requestOf: (entry: ForwardEntry) => RequestParts;
 }
 
 async function unrecordedAfterTakeover(deps: ForwardDeps, jobId: string, batch: ForwardBatch): Promise<ForwardEntry[]> {
@@ -125,8 +127,10 @@ async function runForward(deps: ForwardDeps, run: RunContext, entry: ForwardEntr
     return;
   }
   let result: ForwardResult;
+  let request: RequestParts | undefined;
   try {
-    result = await forwardOnce(deps, entry, run.lastAttempt);
+    request = run.requestOf(entry);
+    result = await forwardOnce(deps, entry, request, run.lastAttempt);
   } catch (caught) {
     const err = toRelayError(caught);
     const next = afterFailure(err, entry, run.lastAttempt);
@@ -142,7 +146,9 @@ async function runForward(deps: ForwardDeps, run: RunContext, entry: ForwardEntr
     }
     if (run.batch.retry) throw new AttemptError(encodeFailure(err), err.retryAfter);
     try {
-      await deps.retry(entry, {
+      // A retry job carries its forward alone: its request goes sealed in its own entry.
+      const alone = entry.request !== undefined || request === undefined ? entry : { ...entry, request: sealRequest(deps.ring, entry.id, request) };
+      await deps.retry(alone, {
         attemptsBefore: run.attempt,
         maxAttempts: run.batch.maxAttempts,
         keepSeconds: run.batch.keepSeconds,
@@ -162,8 +168,7 @@ async function runForward(deps: ForwardDeps, run: RunContext, entry: ForwardEntr
   deps.observer.forwardCompleted(result);
 }
 
-async function forwardOnce(deps: ForwardDeps, entry: ForwardEntry, lastAttempt: boolean): Promise<ForwardResult> {
-  const request = openRequest(deps.ring, entry.id, entry.request);
+async function forwardOnce(deps: ForwardDeps, entry: ForwardEntry, request: RequestParts, lastAttempt: boolean): Promise<ForwardResult> {
   const url = parseTargetUrl(entry.url + request.query, { allowHttp: deps.allowHttp });
   const resolution = await deps.resolver.resolve(entry.accountId, entry.serviceName, url);
   if (resolution.material === null && (entry.requireCertificate || resolution.hostRequiresCertificate)) {
