@@ -40,7 +40,7 @@ export async function startService(
     discardOutput?: 'after-start';
   } = {},
 ): Promise<ServiceProcess> {
-  const proc = reapOnExit(spawn(process.execPath, [`services/${name}/src/main.ts`], {
+  const proc = reapOnExit(spawn(process.execPath, [...(process.env['SVC_NODE_FLAGS']?.split(' ').filter(Boolean).map((f) => f.replace('%n', name)) ?? []), `services/${name}/src/main.ts`], {
     cwd: ROOT,
     env: {
       PATH: process.env['PATH'] ?? '', NODE_ENV: 'test', LOG_LEVEL: 'info', PORT: '0', METRICS_PORT: '0', HOST: '127.0.0.1',
