@@ -9,6 +9,9 @@ import { mintToken } from '../scripts/lib/tokens.ts';
 import { createCA, issueCertificate } from '../scripts/lib/pki.ts';
 import { startMtlsTarget } from '../scripts/lib/mtls-target.ts';
 import type { MtlsTarget, TargetHandler } from '../scripts/lib/mtls-target.ts';
+import { Queue } from 'bullmq';
+import { forwardIdOf, newBatchId } from '../packages/shared/src/forward-records.ts';
+import { queueOptions } from '../packages/shared/src/jobs.ts';
 import { startRelay } from './support/relay.ts';
 import { commandCalls, commandsBetween } from '../scripts/bench/redis-stats.ts';
 import type { Relay } from './support/relay.ts';
@@ -132,6 +135,26 @@ describe('Prefer: respond-async', () => {
     expect(replies.map((r) => r.status)).toEqual(Array(150).fill(201));
     expect(replies.every((r, i) => r.text === `done GET /n/${i}`)).toBe(true);
     expect(relay.api.output.join('')).not.toContain('MaxListenersExceededWarning');
+  });
+  it('a forward job the worker cannot read (a newer format, or not written by the relay) reads failed with invalid_job, and nothing is sent', async () => {
+    target.reset();
+    const batchId = newBatchId();
+    const id = forwardIdOf(batchId, 0);
+    const queue = new Queue('forward', { connection: relay.client, ...queueOptions(relay.prefix) });
+    try {
+      // A version this worker does not know: its schema refuses the whole batch before anything is opened or sent.
+      const entry = { id, accountId: account, serviceName: '', url: `${target.url}/unreadable`, method: 'GET', requireCertificate: false, keyed: false, requestId: id, enqueuedAt: Date.now() };
+      await queue.add('forward', { v: 3, forwards: [entry], attemptsBefore: 0, maxAttempts: 3, keepSeconds: 600, retry: false }, { jobId: batchId, attempts: 1 });
+    } finally {
+      await queue.close();
+    }
+    const status = await vi.waitFor(async () => {
+      const r = JSON.parse((await call('GET', `/mtls/jobs/${id}`)).text) as unknown;
+      expect(r).toMatchObject({ state: 'failed' });
+      return r;
+    }, { timeout: 10_000, interval: 100 });
+    expect(status).toMatchObject({ id, state: 'failed', error: { code: 'invalid_job' } });
+    expect(target.requests.filter((r) => r.path.startsWith('/unreadable'))).toHaveLength(0);
   });
 });
 
