@@ -1,6 +1,7 @@
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { createLogger } from './logging.ts';
+import { pino } from 'pino';
+import { createLogger, isoTime } from './logging.ts';
 
 function capture(): { lines: string[]; stream: Writable } {
   const lines: string[] = [];
@@ -38,5 +39,19 @@ describe('log redaction', () => {
       expect(line).not.toContain(secret);
       expect(line).toContain('[redacted]');
     }
+  });
+});
+
+describe('log timestamps', () => {
+  it("are pino's ISO time, the same within a millisecond and new in the next one", () => {
+    const t = Date.parse('2026-12-07T03:40:00.123Z');
+    expect(isoTime(t)).toBe(pino.stdTimeFunctions.isoTime().replace(/"time":"[^"]+"/, '"time":"2026-12-07T03:40:00.123Z"'));
+    expect(isoTime(t)).toBe(',"time":"2026-12-07T03:40:00.123Z"');
+    expect(isoTime(t + 1)).toBe(',"time":"2026-12-07T03:40:00.124Z"');
+    const { lines, stream } = capture();
+    createLogger({ name: 'test', level: 'info' }, stream).info('a line');
+    const time = (JSON.parse(lines[0] ?? '{}') as { time?: string }).time ?? '';
+    expect(new Date(time).toISOString()).toBe(time);
+    expect(Math.abs(Date.parse(time) - Date.now())).toBeLessThan(5_000);
   });
 });
