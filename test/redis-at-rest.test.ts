@@ -17,6 +17,7 @@ import { startMtlsTarget } from '../scripts/lib/mtls-target.ts';
 import type { MtlsTarget } from '../scripts/lib/mtls-target.ts';
 import { startRelay } from './support/relay.ts';
 import type { Relay } from './support/relay.ts';
+import { startService } from './support/services.ts';
 
 async function closedPort(): Promise<number> {
   const srv = createServer();
@@ -125,6 +126,27 @@ describe('secrets at rest in Redis', () => {
     expect(target.requests.some((r) => r.path === `/async?api_key=${queryKey}`)).toBe(true);
     const record = JSON.parse((await relay.client.hget(batchKey, `r:${jobId}`)) ?? '{}') as { result?: { response?: string } };
     expect(record.result?.response).toMatch(/^s1\./);
+  });
+
+  it('FORWARD_REQUEST_SEALING=forward writes the older format (each request sealed on its own), which the workers still read', async () => {
+    // A second api on the same Redis and workers, as during a rolling upgrade whose older workers still run.
+    const older = await startService('api', { ...relay.env, FORWARD_REQUEST_SEALING: 'forward' });
+    try {
+      const res = await request(`${older.url}/mtls/account/${account}`, {
+        method: 'POST',
+        headers: { ...relay.auth(), 'lp-forward-url': `${target.url}/sync`, 'lp-service-name': 'pay', 'lp-authorization-override': override, 'content-type': 'application/json' },
+        body: requestBody,
+      });
+      expect(res.statusCode).toBe(200);
+      expect(await res.body.text()).toContain(responseSecret);
+      const jobId = String(res.headers['lp-job-id']);
+      const data = JSON.parse((await relay.client.hget(`${relay.prefix}:forward:${batchIdOf(jobId)}`, 'data')) ?? '{}') as { requests?: string; forwards?: Array<{ id: string; request?: string }> };
+      expect(data.requests).toBeUndefined();
+      expect(data.forwards?.find((f) => f.id === jobId)?.request).toMatch(/^s1\./);
+      expect(JSON.stringify(data)).not.toContain(override);
+    } finally {
+      await older.stop();
+    }
   });
 
   it('control: the scan does find a secret planted in clear, in any of its encodings', async () => {

@@ -110,6 +110,12 @@ const envSchema = z.object({
   FORWARD_BATCH_BYTES: int(1024 * 1024, 1024, 64 * 1024 * 1024),
   /** Group commit: batch adds one api process keeps in flight; forwards arriving meanwhile join the next batch. */
   FORWARD_BATCHES_IN_FLIGHT: int(1, 1, 64),
+  /**
+   * How the api seals a batch's requests: `batch`, in one piece per batch (one cipher set-up on each side); `forward`,
+   * each forward's on its own, as versions before 2026-12-07 wrote them and their workers read (for a rolling upgrade
+   * in which older workers still run: README "Upgrades").
+   */
+  FORWARD_REQUEST_SEALING: z.enum(['batch', 'forward']).default('batch'),
 
   // --- authentication (services/api/src/auth; docs/auth.md)
   /** OAuth 1.0a consumers: JSON `[{ key, secret, permissions, accounts }]` or the path of a file holding it. */

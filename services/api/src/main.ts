@@ -59,6 +59,7 @@ const dispatcher = new ForwardDispatcher(
     resultTtlSeconds: config.RESULT_TTL_SECONDS,
     maxBatchBytes: config.FORWARD_BATCH_BYTES,
     maxInFlight: config.FORWARD_BATCHES_IN_FLIGHT,
+    sealRequestsPerBatch: config.FORWARD_REQUEST_SEALING === 'batch',
     admissionMs: config.REDIS_COMMAND_TIMEOUT_MS,
     maxPending: 10_000,
   },

@@ -1,7 +1,7 @@
 import type { KeyRing } from '@mtls-relay/shared/crypto';
 import { RelayError } from '@mtls-relay/shared/errors';
 import { forwardIdOf, newBatchId } from '@mtls-relay/shared/forward-records';
-import { MAX_BATCH_FORWARDS, sealBatchRequests } from '@mtls-relay/shared/jobs';
+import { MAX_BATCH_FORWARDS, sealBatchRequests, sealRequest } from '@mtls-relay/shared/jobs';
 import type { ForwardBatch, ForwardEntry, ForwardMethod, HeaderList, ReplyMessage } from '@mtls-relay/shared/jobs';
 import type { Logger } from '@mtls-relay/shared/logging';
 import { errorSummary } from '@mtls-relay/shared/logging';
@@ -44,6 +44,11 @@ export interface DispatchSettings {
   admissionMs: number;
   /** Forwards that may wait for a batch at once; more are answered 503 at once. */
   maxPending: number;
+  /**
+   * Seal a batch's requests in one piece (default), or each forward's on its own, the format that workers of
+   * earlier versions read (FORWARD_REQUEST_SEALING=forward, while they still run).
+   */
+  sealRequestsPerBatch?: boolean;
 }
 
 interface Pending {
@@ -195,11 +200,12 @@ export class ForwardDispatcher {
     if (admitted.length === 0) return;
 
     const waits = admitted.map((a) => (a.item.request.wantsReply ? this.#waiter.register(a.id) : undefined));
+    const perBatch = this.#settings.sealRequestsPerBatch !== false;
     const batch: ForwardBatch = {
       v: 2,
-      forwards: admitted.map((a) => this.#entry(a.id, a.item.request, now)),
+      forwards: admitted.map((a) => this.#entry(a.id, a.item.request, now, !perBatch)),
       // The batch's requests in one sealed piece: one cipher operation here and one in the worker per batch.
-      requests: sealBatchRequests(this.#ring, batchId, admitted.map((a) => ({ id: a.id, parts: a.item.request }))),
+      ...(perBatch ? { requests: sealBatchRequests(this.#ring, batchId, admitted.map((a) => ({ id: a.id, parts: a.item.request }))) } : {}),
       attemptsBefore: 0,
       maxAttempts: this.#settings.forwardAttempts,
       keepSeconds: Math.max(this.#settings.resultTtlSeconds, claimed.size > 0 ? IDEMPOTENCY_TTL_SECONDS : 0),
@@ -245,7 +251,7 @@ export class ForwardDispatcher {
     });
   }
 
-  #entry(id: string, r: ForwardRequest, now: number): ForwardEntry {
+  #entry(id: string, r: ForwardRequest, now: number, sealOwn: boolean): ForwardEntry {
     return {
       id,
       accountId: r.accountId,
@@ -256,6 +262,7 @@ export class ForwardDispatcher {
       keyed: r.idempotency !== undefined,
       requestId: r.requestId,
       ...(r.wantsReply ? { replyTo: this.#waiter.channelFor(id) } : {}),
+      ...(sealOwn ? { request: sealRequest(this.#ring, id, { headers: r.headers, query: r.query, body: r.body }) } : {}),
       enqueuedAt: now,
     };
   }
