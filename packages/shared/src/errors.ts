@@ -189,13 +189,18 @@ export function encodeFailure(err: RelayError): string {
 }
 
 export function decodeFailure(text: string | undefined): ErrorPayload {
+  return ownFailure(text) ?? { code: 'internal', detail: 'the job failed' };
+}
+
+/** The failure `text` encodes, or undefined when it is not one of ours (a BullMQ message, say). */
+export function ownFailure(text: string | undefined): ErrorPayload | undefined {
   try {
     const parsed = JSON.parse(text ?? '') as Partial<ErrorPayload> | null;
     if (parsed !== null && isErrorCode(parsed.code)) return asErrorPayload({ ...parsed, code: parsed.code });
   } catch {
     // not one of ours
   }
-  return { code: 'internal', detail: 'the job failed' };
+  return undefined;
 }
 
 /** An ErrorPayload read back from JSON: the code must be ours, the rest is checked for type. */

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { asErrorPayload, isErrorCode } from './errors.ts';
+import { asErrorPayload, isErrorCode, ownFailure } from './errors.ts';
 import type { ErrorPayload } from './errors.ts';
 import { forwardEntrySchema, forwardResultSchema, MAX_BATCH_FORWARDS } from './jobs.ts';
 import type { ForwardResult, ReplyMessage } from './jobs.ts';
@@ -216,12 +216,8 @@ interface JobFields {
  * reached the target, and was not sent again: `delivery_uncertain`, which is what it is, not `internal`.
  */
 function unrecordedFailure(job: JobFields): ErrorPayload {
-  try {
-    const parsed = JSON.parse(job.failedReason ?? '') as Partial<ErrorPayload> | null;
-    if (parsed !== null && typeof parsed === 'object' && isErrorCode(parsed.code)) return asErrorPayload({ ...parsed, code: parsed.code });
-  } catch {
-    // BullMQ's own reason, plain text
-  }
+  const own = ownFailure(job.failedReason);
+  if (own !== undefined) return own;
   if (job.processedOn !== undefined) {
     return {
       code: 'delivery_uncertain',
