@@ -78,6 +78,7 @@ export function classifyTransportError(err: unknown): RelayError {
   const name = typeof e?.name === 'string' ? e.name : '';
   const wrap = (c: ErrorCode, detail?: string): RelayError => new RelayError(c, detail, { cause: err });
 
+  if (code === 'UND_ERR_RES_EXCEEDED_MAX_SIZE') return wrap('response_too_large', 'the response is larger than the configured limit');
   if (code === 'ERR_RELAY_TARGET_NOT_ALLOWED') return wrap('target_not_allowed', 'the target address is not allowed');
   if (code === 'UND_ERR_CONNECT_TIMEOUT') return wrap('connect_timeout');
   if (code === 'UND_ERR_HEADERS_TIMEOUT') return wrap('target_timeout', 'the target did not send response headers in time');

@@ -9,6 +9,7 @@ import { trustForTargets } from '@mtls-relay/shared/trust';
 import type { TargetUrl } from '@mtls-relay/shared/url';
 import { classifyTransportError } from '../transport-errors.ts';
 import type { ConnectGuard } from './guarded-lookup.ts';
+import { Deadlines } from './deadlines.ts';
 
 export interface TargetClientOptions {
   connectTimeoutMs: number;
@@ -61,9 +62,11 @@ export class TargetClient {
   readonly #keyOf = new Map<string, string>();
   readonly #alerts = new Map<number, string>();
   #plain: Agent | undefined;
+  readonly #deadlines: Deadlines;
 
   constructor(opts: TargetClientOptions) {
     this.#opts = opts;
+    this.#deadlines = new Deadlines(opts.totalTimeoutMs);
     if (opts.extraCa.length > 0) trustForTargets(opts.extraCa);
   }
 
@@ -116,6 +119,7 @@ export class TargetClient {
       allowH2: false,
       keepAliveTimeout: 30_000,
       keepAliveMaxTimeout: 300_000,
+      maxResponseSize: this.#opts.responseLimitBytes,
       headersTimeout: this.#opts.headersTimeoutMs,
       bodyTimeout: this.#opts.bodyTimeoutMs,
     });
@@ -168,6 +172,7 @@ export class TargetClient {
     const flat: string[] = [];
     for (const [name, value] of req.headers) flat.push(name, value);
     let response: Dispatcher.ResponseData;
+    const deadline = this.#deadlines.start();
     try {
       response = await dispatcher.request({
         origin: req.url.origin,
@@ -175,15 +180,20 @@ export class TargetClient {
         method: req.method as Dispatcher.HttpMethod,
         headers: flat,
         body: req.body.length === 0 ? null : req.body,
-        signal: AbortSignal.timeout(this.#opts.totalTimeoutMs),
+        signal: deadline.signal,
         headersTimeout: this.#opts.headersTimeoutMs,
         bodyTimeout: this.#opts.bodyTimeoutMs,
       });
     } catch (err) {
+      deadline.done();
       throw classifyTransportError(this.#withTlsAlert(err));
     }
-    const body = await this.#readBody(response);
-    return { status: response.statusCode, headers: flattenHeaders(response.headers), body };
+    try {
+      const body = await this.#readBody(response);
+      return { status: response.statusCode, headers: flattenHeaders(response.headers), body };
+    } finally {
+      deadline.done();
+    }
   }
 
   #withTlsAlert(err: unknown): unknown {
@@ -202,23 +212,14 @@ export class TargetClient {
       response.body.destroy();
       throw new RelayError('response_too_large', `the response declares ${declared} bytes; the limit is ${this.#opts.responseLimitBytes}`);
     }
-    const chunks: Buffer[] = [];
-    let total = 0;
     try {
-      for await (const chunk of response.body) {
-        const buf = chunk as Buffer;
-        total += buf.length;
-        if (total > this.#opts.responseLimitBytes) {
-          response.body.destroy();
-          throw new RelayError('response_too_large', `the response is larger than the limit of ${this.#opts.responseLimitBytes} bytes`);
-        }
-        chunks.push(buf);
-      }
+      // undici enforces the limit while reading (maxResponseSize on every agent): it closes the connection and fails
+      // the body with UND_ERR_RES_EXCEEDED_MAX_SIZE, which classifyTransportError reads as response_too_large.
+      const bytes = await response.body.bytes();
+      return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     } catch (err) {
-      if (err instanceof RelayError) throw err;
       throw classifyTransportError(err);
     }
-    return chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, total);
   }
 
   async close(): Promise<void> {
