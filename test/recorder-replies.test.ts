@@ -9,7 +9,7 @@ import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Redis } from 'ioredis';
 import { createKeyRing } from '../packages/shared/src/crypto.ts';
-import { jobKey, parseRecord, recordField } from '../packages/shared/src/forward-records.ts';
+import { ForwardRecords, jobKey, parseRecord, recordField } from '../packages/shared/src/forward-records.ts';
 import type { ForwardRecord } from '../packages/shared/src/forward-records.ts';
 import { sealResponse } from '../packages/shared/src/jobs.ts';
 import type { ReplyMessage } from '../packages/shared/src/jobs.ts';
@@ -74,7 +74,7 @@ describe('forward records and their replies', () => {
     expect(second).toEqual({ id: forwardId, ok: true });
   });
 
-  it('two runs finishing at once: every reply with a result carries the kept outcome', async () => {
+  it('two runs finishing at once: every reply with a result carries the kept outcome, and every pointer leads to it', async () => {
     const a = new ForwardRecorder(runA, prefix, logger);
     const b = new ForwardRecorder(runB, prefix, logger);
     const jobId = randomUUID();
@@ -88,12 +88,52 @@ describe('forward records and their replies', () => {
     );
     await vi.waitFor(() => expect(forwards.every((id) => repliesFor(id).length === 2)).toBe(true), { timeout: 5_000, interval: 10 });
     const kept = await redis.client().hmget(jobKey(prefix, 'forward', jobId), ...forwards.map(recordField));
+    // What the api does with pointers: read the records they name (one HMGET per job).
+    const pointers = forwards.flatMap((id) => repliesFor(id).filter((m) => statusOf(m) === undefined).map((m) => ({ id, job: (m as { job?: string }).job ?? '' })));
+    const pointed = await new ForwardRecords(redis.client(), prefix).recordedOutcomes(pointers.filter((p) => p.job !== ''));
     forwards.forEach((id, i) => {
       const status = statusOf(parseRecord(kept[i]));
       expect([201, 502]).toContain(status);
+      // At most one reply carries a result (the lone-record path), and then the kept one.
       const withResult = repliesFor(id).filter((m) => statusOf(m) !== undefined);
-      expect(withResult).toHaveLength(1);
-      expect(statusOf(withResult[0])).toBe(status);
+      expect(withResult.length).toBeLessThanOrEqual(1);
+      for (const m of withResult) expect(statusOf(m)).toBe(status);
+      // Every other reply points at the record: by its job (several records in one message) or for the api to look up.
+      for (const m of repliesFor(id).filter((r) => statusOf(r) === undefined)) {
+        expect(m).toMatchObject({ id, ok: true });
+        if ((m as { job?: string }).job !== undefined) {
+          expect((m as { job?: string }).job).toBe(jobId);
+          expect(statusOf(pointed.get(id))).toBe(status);
+        }
+      }
     });
+    // Both runs wrote their 50 records in a few pipelines: most replies went as pointers with their job.
+    expect(pointers.filter((p) => p.job === jobId).length).toBeGreaterThan(50);
+  });
+
+  it('several records for one api: plain records, then one message of pointers naming their jobs, read back with one HMGET per job', async () => {
+    const a = new ForwardRecorder(runA, prefix, logger);
+    const jobs = [randomUUID(), randomUUID()];
+    const forwards = jobs.flatMap((jobId) => Array.from({ length: 3 }, () => ({ jobId, forwardId: randomUUID() })));
+    const statuses = new Map(forwards.map(({ forwardId }, i) => [forwardId, 200 + i]));
+    const monitor = await redis.client().monitor();
+    const commands: string[] = [];
+    monitor.on('monitor', (_time: string, args: string[]) => commands.push(String(args[0]).toLowerCase()));
+    try {
+      await Promise.all(forwards.map(({ jobId, forwardId }) => a.write({ jobId, forwardId, record: answered(forwardId, statuses.get(forwardId) as number), replyTo: channel })));
+      await vi.waitFor(() => expect(forwards.every(({ forwardId }) => repliesFor(forwardId).length === 1)).toBe(true), { timeout: 5_000, interval: 10 });
+      await vi.waitFor(() => expect(commands).toContain('publish'), { timeout: 5_000, interval: 10 });
+    } finally {
+      monitor.disconnect();
+    }
+    // No script: six HSETNX and one PUBLISH.
+    expect(commands.filter((c) => c === 'evalsha' || c === 'eval')).toEqual([]);
+    expect(commands.filter((c) => c === 'hsetnx')).toHaveLength(6);
+    expect(commands.filter((c) => c === 'publish')).toHaveLength(1);
+    for (const { jobId, forwardId } of forwards) expect(repliesFor(forwardId)).toEqual([{ id: forwardId, ok: true, job: jobId }]);
+    const pointed = await new ForwardRecords(redis.client(), prefix).recordedOutcomes(forwards.map(({ jobId, forwardId }) => ({ id: forwardId, job: jobId })));
+    for (const { forwardId } of forwards) expect(statusOf(pointed.get(forwardId))).toBe(statuses.get(forwardId));
+    // A pointer to a job without the record reads nothing (the api then reads the forward's whole view).
+    expect((await new ForwardRecords(redis.client(), prefix).recordedOutcomes([{ id: randomUUID(), job: jobs[0] as string }])).size).toBe(0);
   });
 });

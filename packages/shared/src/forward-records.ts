@@ -136,6 +136,34 @@ export class ForwardRecords {
     return this.#viewOf(forwardId, home, home.createdAt, undefined, 0);
   }
 
+  /**
+   * The outcomes recorded for forwards whose records a reply pointed at (forward id, and the job whose hash holds
+   * the record): one HMGET per job. A forward without a finished record there is left out (the caller reads its
+   * whole view instead).
+   */
+  async recordedOutcomes(pointers: ReadonlyArray<{ id: string; job: string }>): Promise<Map<string, ReplyMessage>> {
+    const byJob = new Map<string, string[]>();
+    for (const { id, job } of pointers) {
+      const ids = byJob.get(job);
+      if (ids === undefined) byJob.set(job, [id]);
+      else ids.push(id);
+    }
+    const found = new Map<string, ReplyMessage>();
+    await Promise.all(
+      [...byJob].map(async ([job, ids]) => {
+        const shard = shardOfId(job, this.#prefixes.length);
+        if (shard === undefined) return;
+        const values = await this.#redis.hmget(jobKey(this.#prefixes[shard] as string, this.#queue, job), ...ids.map(recordField));
+        ids.forEach((id, i) => {
+          const record = values[i] === null ? undefined : parseRecord(values[i]);
+          if (record === undefined || 'moved' in record) return;
+          found.set(id, record.ok ? { id, ok: true, result: record.result } : { id, ok: false, error: record.error });
+        });
+      }),
+    );
+    return found;
+  }
+
   /** The outcome of a finished forward; null while it runs or when it does not exist. */
   async outcome(forwardId: string): Promise<ReplyMessage | null> {
     return (await this.view(forwardId))?.outcome ?? null;

@@ -177,10 +177,11 @@ export function retention(resultTtlSeconds: number): { removeOnComplete: { age: 
 
 /**
  * A worker publishes an array of these on `replyTo` when forwards (or a mapping job) have finished for good,
- * one message per reply channel for all the replies recorded together.
+ * one message per reply channel for all the replies recorded together. `ok: true` without a `result` is a pointer:
+ * the forward is finished, and its outcome is the record Redis kept (in the hash of `job` when named).
  */
 export type ReplyMessage =
-  | { id: string; ok: true; result?: unknown }
+  | { id: string; ok: true; result?: unknown; job?: string }
   | { id: string; ok: false; error: ErrorPayload };
 
 /** Results above this size are not inlined in the reply message; the API reads them from the job. */

@@ -46,7 +46,7 @@ const waiter = new ResultWaiter(
   shards.prefixes.map((prefix) => replyChannel(prefix, instanceId)),
   (id, name) => (name === 'forward' ? records.outcome(id) : queues.mappingOutcome(id)),
   logger,
-  { sharded: isCluster(subscriber) },
+  { sharded: isCluster(subscriber), pointed: (pointers) => records.recordedOutcomes(pointers) },
 );
 // Claims are pipelined: on a connection without BullMQ's scripts, which ioredis would copy into every pipeline.
 const claims = createRedis(redisEndpoint(config), 'producer', logger, `api-idem-${instanceId}`, config.REDIS_COMMAND_TIMEOUT_MS);

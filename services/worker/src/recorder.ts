@@ -40,10 +40,12 @@ interface RunnerNote {
 /**
  * Records forward outcomes and sends the replies, with group commit: outcomes that finish while a write is in
  * flight go out together in the next pipeline — one HSETNX per forward (the first outcome recorded is the
- * outcome) and one PUBLISH per reply channel carrying every reply for it, the records and their channel's PUBLISH in
- * one script (RECORD_AND_REPLY). So a reply never announces what is not recorded, nor anything other than what is:
- * when two runs of one forward finish (a takeover after a Redis stall), the one whose record comes second replies
- * with a pointer to the record that stayed. A lost reply is made up for by the api, which rechecks the record.
+ * outcome) and one PUBLISH per reply channel for every reply to it. Several records for one reply channel go as
+ * plain HSETNXs followed by a PUBLISH of pointers (ids and jobs) that the api reads the kept records from; a lone one
+ * goes through one script (RECORD_AND_REPLY) that publishes its result, or a pointer when another record is there.
+ * So a reply never announces what is not recorded, nor anything other than what is: when two runs of one forward
+ * finish (a takeover after a Redis stall), the second one's reply leads the api to the record that stayed. A lost
+ * reply is made up for by the api, which rechecks the record.
  */
 export class ForwardRecorder {
   readonly #redis: Redis;
@@ -195,9 +197,26 @@ export class ForwardRecorder {
       pipeline.hsetnx(key(write.jobId), recordField(write.forwardId), JSON.stringify(write.record));
       answers.push([p]);
     }
-    // Records with replies: one script per reply channel, so that a reply only ever carries the outcome Redis kept
-    // (a record that finds another already there — a second runner of the same forward — replies with a pointer to it).
+    // Records with replies. A reply only ever carries the outcome Redis kept: a record that finds another already
+    // there (a second runner of the same forward) must not announce its own.
+    // - Several records for one api: written as they are, and the reply points at them (ids and their jobs); the api
+    //   reads what Redis kept, one HMGET per job. Moving their results through a script would cost Redis about
+    //   5 times the plain commands (every argument is copied into Lua and back), the largest share of its CPU per
+    //   forward under load; the api's read is one more round trip, shared by the message's forwards.
+    // - A lone record (a quiet relay, where the extra round trip would be the lone caller's): one script that
+    //   records and replies with the result, or with a pointer when the field is already set.
     for (const [channel, group] of replies) {
+      if (group.length > 1) {
+        for (const p of group) {
+          pipeline.hsetnx(key(p.write.jobId), recordField(p.write.forwardId), JSON.stringify(p.write.record));
+          answers.push([p]);
+        }
+        const pointers = JSON.stringify(group.map(({ write }) => ({ id: write.forwardId, ok: true, job: write.jobId }) satisfies ReplyMessage));
+        if (this.#sharded) pipeline.spublish(channel, pointers);
+        else pipeline.publish(channel, pointers);
+        answers.push([]);
+        continue;
+      }
       const args = group.flatMap(({ write }) => [
         recordField(write.forwardId),
         JSON.stringify(write.record),

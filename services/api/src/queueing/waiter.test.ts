@@ -47,4 +47,35 @@ describe('ResultWaiter', () => {
     expect(await large.wait(60_000)).toEqual({ id: 'b', ok: true, result: 'from-queue' });
     expect(asked).toEqual(['mapping']);
   });
+
+  it('reads the records a message points at in one call, and the whole view of a forward not found there', async () => {
+    const subscriber = new Subscriber();
+    const finals: string[] = [];
+    const pointedCalls: Array<Array<{ id: string; job: string }>> = [];
+    const waiter = new ResultWaiter(
+      subscriber as unknown as Redis,
+      'reply',
+      async (id) => {
+        finals.push(id);
+        return { id, ok: false, error: { code: 'delivery_uncertain' } };
+      },
+      logger,
+      {
+        pointed: async (pointers) => {
+          pointedCalls.push([...pointers]);
+          return new Map(pointers.filter((p) => p.id !== 'f-3').map((p) => [p.id, { id: p.id, ok: true, result: `kept ${p.id}` } as ReplyMessage]));
+        },
+      },
+    );
+    await waiter.start();
+    const waits = ['f-1', 'f-2', 'f-3'].map((id) => waiter.register(id));
+    subscriber.emit('message', 'reply', JSON.stringify(['f-1', 'f-2', 'f-3', 'not-waited'].map((id) => ({ id, ok: true, job: 'job-1' }))));
+    const [one, two, three] = await Promise.all(waits.map((w) => w.wait(60_000)));
+    expect(pointedCalls).toEqual([[{ id: 'f-1', job: 'job-1' }, { id: 'f-2', job: 'job-1' }, { id: 'f-3', job: 'job-1' }]]);
+    expect(one).toEqual({ id: 'f-1', ok: true, result: 'kept f-1' });
+    expect(two).toEqual({ id: 'f-2', ok: true, result: 'kept f-2' });
+    expect(three).toEqual({ id: 'f-3', ok: false, error: { code: 'delivery_uncertain' } });
+    expect(finals).toEqual(['f-3']);
+    expect(waiter.pending).toBe(0);
+  });
 });

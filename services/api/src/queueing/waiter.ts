@@ -6,6 +6,9 @@ import type { Logger } from '@mtls-relay/shared/logging';
 /** Reads a finished job's outcome from Redis; null while the job is not finished (or is gone). */
 export type FinalOutcome = (jobId: string, jobName: JobName) => Promise<ReplyMessage | null>;
 
+/** Reads the records replies pointed at (forward id, and the job whose hash holds it), several at once. */
+export type PointedOutcomes = (pointers: ReadonlyArray<{ id: string; job: string }>) => Promise<Map<string, ReplyMessage>>;
+
 interface Waiting {
   readonly jobName: JobName;
   readonly since: number;
@@ -33,20 +36,29 @@ export class ResultWaiter {
   readonly #sharded: boolean;
   readonly #subscriber: Redis;
   readonly #final: FinalOutcome;
+  readonly #pointed: PointedOutcomes | undefined;
   readonly #logger: Logger;
   readonly #waiting = new Map<string, Waiting>();
   #recheck: NodeJS.Timeout | undefined;
 
   /**
    * `channel`: one reply channel, or one per shard. `sharded`: sharded pub/sub (SSUBSCRIBE; a Redis Cluster), so
-   * that a reply travels only within the node that holds its channel's slot.
+   * that a reply travels only within the node that holds its channel's slot. `pointed`: reads the forward records
+   * that replies point at, one read per job for all of a message's pointers (without it, one view per forward).
    */
-  constructor(subscriber: Redis, channel: string | readonly string[], final: FinalOutcome, logger: Logger, options: { sharded?: boolean } = {}) {
+  constructor(
+    subscriber: Redis,
+    channel: string | readonly string[],
+    final: FinalOutcome,
+    logger: Logger,
+    options: { sharded?: boolean; pointed?: PointedOutcomes } = {},
+  ) {
     this.#subscriber = subscriber;
     this.channels = typeof channel === 'string' ? [channel] : channel;
     this.channel = this.channels[0] as string;
     this.#sharded = options.sharded === true;
     this.#final = final;
+    this.#pointed = options.pointed;
     this.#logger = logger;
   }
 
@@ -107,18 +119,41 @@ export class ResultWaiter {
     } catch {
       return;
     }
+    const pointers: Array<{ id: string; job: string }> = [];
     for (const message of Array.isArray(parsed) ? (parsed as ReplyMessage[]) : [parsed as ReplyMessage]) {
       const entry = this.#waiting.get(message.id);
       if (entry === undefined) continue;
       if (message.ok && message.result === undefined) {
-        // The result was too large to inline: read it from its record.
-        void this.#final(message.id, entry.jobName)
-          .then((outcome) => this.#settle(message.id, outcome))
-          .catch(() => this.#settle(message.id, null));
+        // A pointer (the result was too large to inline, or several records went without their results): the outcome
+        // is the record Redis kept.
+        if (typeof message.job === 'string' && entry.jobName === 'forward' && this.#pointed !== undefined) pointers.push({ id: message.id, job: message.job });
+        else this.#readFinal(message.id, entry.jobName);
         continue;
       }
       this.#settle(message.id, message);
     }
+    if (pointers.length > 0) this.#readPointed(pointers);
+  }
+
+  #readFinal(jobId: string, jobName: JobName): void {
+    void this.#final(jobId, jobName)
+      .then((outcome) => this.#settle(jobId, outcome))
+      .catch(() => this.#settle(jobId, null));
+  }
+
+  #readPointed(pointers: Array<{ id: string; job: string }>): void {
+    void (this.#pointed as PointedOutcomes)(pointers)
+      .catch(() => new Map<string, ReplyMessage>())
+      .then((found) => {
+        for (const { id } of pointers) {
+          const outcome = found.get(id);
+          // Not where the pointer said (or unreadable): the forward's whole view decides.
+          if (outcome === undefined) {
+            if (this.#waiting.has(id)) this.#readFinal(id, 'forward');
+          }
+          else this.#settle(id, outcome);
+        }
+      });
   }
 
   async #expire(jobId: string): Promise<void> {
