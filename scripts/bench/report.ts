@@ -77,7 +77,7 @@ export function renderMarkdown(r: BenchReport): string {
     [`total CPU per forward (api + worker + Redis) at ${at} ≤ 0.6 ms`, `${f(relayCpu(relay64), 3)} ms`, relayCpu(relay64) <= 0.6],
     [`Redis CPU per forward at ${at} ≤ 0.05 ms`, `${f(relay64?.cpuPerRequest['redis'], 3)} ms`, (relay64?.cpuPerRequest['redis'] ?? Infinity) <= 0.05],
     [`Redis commands per forward at ${at} ≤ 12`, f(relay64?.redisCommandsPerRequest, 1), (relay64?.redisCommandsPerRequest ?? Infinity) <= 12],
-    [`relay-sync ≥ 0.5× inline at ${at}`, `${f(relay64 && inline64 ? relay64.rps / inline64.rps : Number.NaN, 2)}×`, !!relay64 && !!inline64 && relay64.rps >= 0.5 * inline64.rps],
+    [`relay-sync ≥ 0.5× inline at ${at}`, `${f(relay64 && inline64 ? relay64.rps / inline64.rps : Number.NaN, 3)}×`, !!relay64 && !!inline64 && relay64.rps >= 0.5 * inline64.rps],
     ['lone caller (c=1): added p50 over direct ≤ 2 ms', `${f(relay1 && direct1 ? relay1.p50 - direct1.p50 : Number.NaN, 2)} ms`, !!relay1 && !!direct1 && relay1.p50 - direct1.p50 <= 2],
     ['lone caller (c=1): CPU per forward (api + worker + Redis) ≤ 2 ms', `${f(relayCpu(relay1), 3)} ms`, relayCpu(relay1) <= 2],
     [`async at c=${r.async.concurrency}: accept ≥ 5,000 jobs/s`, `${f(r.async.enqueueRps)} jobs/s`, r.async.enqueueRps >= 5000],
