@@ -200,9 +200,9 @@ export class ForwardRecorder {
     // Records with replies. A reply only ever carries the outcome Redis kept: a record that finds another already
     // there (a second runner of the same forward) must not announce its own.
     // - Several records for one api: written as they are, and the reply points at them (ids and their jobs); the api
-    //   reads what Redis kept, one HMGET per job. Moving their results through a script would cost Redis about
-    //   5 times the plain commands (every argument is copied into Lua and back), the largest share of its CPU per
-    //   forward under load; the api's read is one more round trip, shared by the message's forwards.
+    //   reads what Redis kept, one HMGET per job. Through a script their results cost Redis about twice the CPU of
+    //   these commands and the api's read together (every argument is copied into Lua): the record script was the
+    //   largest share of Redis's CPU per forward under load (docs/performance.md, fifth round).
     // - A lone record (a quiet relay, where the extra round trip would be the lone caller's): one script that
     //   records and replies with the result, or with a pointer when the field is already set.
     for (const [channel, group] of replies) {

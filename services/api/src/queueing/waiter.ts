@@ -147,11 +147,9 @@ export class ResultWaiter {
       .then((found) => {
         for (const { id } of pointers) {
           const outcome = found.get(id);
+          if (outcome !== undefined) this.#settle(id, outcome);
           // Not where the pointer said (or unreadable): the forward's whole view decides.
-          if (outcome === undefined) {
-            if (this.#waiting.has(id)) this.#readFinal(id, 'forward');
-          }
-          else this.#settle(id, outcome);
+          else if (this.#waiting.has(id)) this.#readFinal(id, 'forward');
         }
       });
   }
