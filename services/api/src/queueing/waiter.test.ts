@@ -57,7 +57,7 @@ describe('ResultWaiter', () => {
       'reply',
       async (id) => {
         finals.push(id);
-        return { id, ok: false, error: { code: 'delivery_uncertain' } };
+        return { id, ok: false, error: { code: 'delivery_uncertain', detail: 'not sent again' } };
       },
       logger,
       {
@@ -74,7 +74,7 @@ describe('ResultWaiter', () => {
     expect(pointedCalls).toEqual([[{ id: 'f-1', job: 'job-1' }, { id: 'f-2', job: 'job-1' }, { id: 'f-3', job: 'job-1' }]]);
     expect(one).toEqual({ id: 'f-1', ok: true, result: 'kept f-1' });
     expect(two).toEqual({ id: 'f-2', ok: true, result: 'kept f-2' });
-    expect(three).toEqual({ id: 'f-3', ok: false, error: { code: 'delivery_uncertain' } });
+    expect(three).toEqual({ id: 'f-3', ok: false, error: { code: 'delivery_uncertain', detail: 'not sent again' } });
     expect(finals).toEqual(['f-3']);
     expect(waiter.pending).toBe(0);
   });
