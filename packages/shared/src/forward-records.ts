@@ -66,6 +66,11 @@ export type ForwardRecord =
   | { a: string; n: number; ok: false; error: ErrorPayload }
   | { a: string; n: number; moved: true };
 
+/** The reply a finished record stands for. */
+export function outcomeOf(id: string, record: Exclude<ForwardRecord, { moved: true }>): ReplyMessage {
+  return record.ok ? { id, ok: true, result: record.result } : { id, ok: false, error: record.error };
+}
+
 export function parseRecord(text: string | null | undefined): ForwardRecord | undefined {
   if (text === null || text === undefined) return undefined;
   try {
@@ -157,7 +162,7 @@ export class ForwardRecords {
         ids.forEach((id, i) => {
           const record = values[i] === null ? undefined : parseRecord(values[i]);
           if (record === undefined || 'moved' in record) return;
-          found.set(id, record.ok ? { id, ok: true, result: record.result } : { id, ok: false, error: record.error });
+          found.set(id, outcomeOf(id, record));
         });
       }),
     );
@@ -188,7 +193,7 @@ export class ForwardRecords {
   async #viewOf(id: string, job: JobFields, createdAt: number, knownAccount: string | undefined, attemptsBefore: number): Promise<ForwardView | undefined> {
     const record = job.record;
     if (record !== undefined && !('moved' in record)) {
-      const outcome: ReplyMessage = record.ok ? { id, ok: true, result: record.result } : { id, ok: false, error: record.error };
+      const outcome = outcomeOf(id, record);
       return {
         id,
         accountId: record.a,

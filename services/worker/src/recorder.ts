@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis';
 import type { ChainableCommander, Cluster } from 'ioredis';
-import { jobKey, parseRecord, recordField } from '@mtls-relay/shared/forward-records';
+import { jobKey, outcomeOf, parseRecord, recordField } from '@mtls-relay/shared/forward-records';
 import type { ForwardRecord } from '@mtls-relay/shared/forward-records';
 import { INLINE_REPLY_LIMIT } from '@mtls-relay/shared/jobs';
 import type { ReplyMessage } from '@mtls-relay/shared/jobs';
@@ -185,6 +185,11 @@ export class ForwardRecorder {
     const key = (jobId: string): string => jobKey(this.#prefix, this.#queue, jobId);
     // Each pipeline command, and the records whose fate its answer tells.
     const answers: Pending[][] = [];
+    /** A record written as it is (HSETNX), its fate told by its own answer. */
+    const plain = (p: Pending): void => {
+      pipeline.hsetnx(key(p.write.jobId), recordField(p.write.forwardId), JSON.stringify(p.write.record));
+      answers.push([p]);
+    };
     const replies = new Map<string, Pending[]>();
     for (const p of batch) {
       const { write } = p;
@@ -194,8 +199,7 @@ export class ForwardRecorder {
         else group.push(p);
         continue;
       }
-      pipeline.hsetnx(key(write.jobId), recordField(write.forwardId), JSON.stringify(write.record));
-      answers.push([p]);
+      plain(p);
     }
     // Records with replies. A reply only ever carries the outcome Redis kept: a record that finds another already
     // there (a second runner of the same forward) must not announce its own.
@@ -207,10 +211,7 @@ export class ForwardRecorder {
     //   records and replies with the result, or with a pointer when the field is already set.
     for (const [channel, group] of replies) {
       if (group.length > 1) {
-        for (const p of group) {
-          pipeline.hsetnx(key(p.write.jobId), recordField(p.write.forwardId), JSON.stringify(p.write.record));
-          answers.push([p]);
-        }
+        for (const p of group) plain(p);
         const pointers = JSON.stringify(group.map(({ write }) => ({ id: write.forwardId, ok: true, job: write.jobId }) satisfies ReplyMessage));
         if (this.#sharded) pipeline.spublish(channel, pointers);
         else pipeline.publish(channel, pointers);
@@ -281,8 +282,7 @@ interface RecordCommands {
 const pointerText = (id: string): string => JSON.stringify({ id, ok: true });
 
 function replyText(id: string, record: Exclude<ForwardRecord, { moved: true }>): string {
-  const message: ReplyMessage = record.ok ? { id, ok: true, result: record.result } : { id, ok: false, error: record.error };
-  const text = JSON.stringify(message);
+  const text = JSON.stringify(outcomeOf(id, record));
   // Large results stay in the record; the api reads it when told the forward is done.
   return text.length > INLINE_REPLY_LIMIT && record.ok ? pointerText(id) : text;
 }
