@@ -23,6 +23,8 @@ describe('target client limits', () => {
   let client: TargetClient;
   let root: CertificateMaterial;
   const drips = new Set<NodeJS.Timeout>();
+  /** Bytes sent so far on each /drip response, in arrival order. */
+  const dripped: number[] = [];
 
   beforeAll(async () => {
     const ca = await createCA('target-limits-ca');
@@ -50,7 +52,11 @@ describe('target client limits', () => {
       if (req.url?.startsWith('/drip')) {
         // A byte every 50 ms: never idle long enough for the body timeout, so only the whole-attempt deadline ends it.
         res.writeHead(200, { 'content-type': 'text/plain' });
-        const t = setInterval(() => res.write('.'), 50);
+        const n = dripped.push(0) - 1;
+        const t = setInterval(() => {
+          res.write('.');
+          dripped[n] = (dripped[n] ?? 0) + 1;
+        }, 50);
         drips.add(t);
         res.on('close', () => clearInterval(t));
         return;
@@ -89,7 +95,8 @@ describe('target client limits', () => {
   it('ends a response that outlasts the whole-attempt deadline as target_timeout, each request on its own clock', async () => {
     const started = Date.now();
     const first = send('/drip');
-    await new Promise((r) => setTimeout(r, TOTAL_MS / 2));
+    // The second starts once the first has been dripping for about half the deadline (6 bytes, 50 ms apart).
+    await vi.waitFor(() => expect(dripped[0]).toBeGreaterThanOrEqual(TOTAL_MS / 2 / 50), { timeout: 5_000, interval: 10 });
     const secondStarted = Date.now();
     const second = send('/drip');
     await expect(first).rejects.toMatchObject({ code: 'target_timeout' });
