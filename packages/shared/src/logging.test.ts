@@ -1,7 +1,11 @@
+import { spawn } from 'node:child_process';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
-import { createLogger, isoTime } from './logging.ts';
+import { createLogger, isoTime, LineBuffer } from './logging.ts';
 
 function capture(): { lines: string[]; stream: Writable } {
   const lines: string[] = [];
@@ -53,5 +57,71 @@ describe('log timestamps', () => {
     const time = (JSON.parse(lines[0] ?? '{}') as { time?: string }).time ?? '';
     expect(new Date(time).toISOString()).toBe(time);
     expect(Math.abs(Date.parse(time) - Date.now())).toBeLessThan(5_000);
+  });
+});
+
+describe('the buffered destination (LineBuffer)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'line-buffer-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('writes nothing until 16 KiB gather or it is flushed, then every line whole and in order', () => {
+    const path = join(dir, 'out.log');
+    const fd = openSync(path, 'w');
+    const out = new LineBuffer(fd);
+    try {
+      const logger = createLogger({ name: 'test', level: 'info' }, out);
+      logger.info({ n: 0, text: 'žluťoučký kůň ✓' }, 'first');
+      expect(readFileSync(path, 'utf8')).toBe('');
+      for (let n = 1; n < 400; n++) logger.info({ n }, 'line');
+      const early = readFileSync(path, 'utf8');
+      expect(early.length).toBeGreaterThanOrEqual(16 * 1024);
+      out.flushSync();
+      const lines = readFileSync(path, 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as { n: number; text?: string });
+      expect(lines.map((l) => l.n)).toEqual(Array.from({ length: 400 }, (_, n) => n));
+      expect(lines[0]?.text).toBe('žluťoučký kůň ✓');
+    } finally {
+      out.end();
+      closeSync(fd);
+    }
+  });
+
+  it('writes a line larger than its buffer after what came before it', () => {
+    const path = join(dir, 'big.log');
+    const fd = openSync(path, 'w');
+    const out = new LineBuffer(fd);
+    try {
+      out.write('{"a":1}\n');
+      const big = `{"big":"${'x'.repeat(100_000)}"}\n`;
+      out.write(big);
+      out.write('{"b":2}\n');
+      out.flushSync();
+      expect(readFileSync(path, 'utf8')).toBe(`{"a":1}\n${big}{"b":2}\n`);
+    } finally {
+      out.end();
+      closeSync(fd);
+    }
+  });
+
+  it('writes what is gathered within 100 ms, and everything when the process exits', async () => {
+    const script = [
+      `import { createLogger } from ${JSON.stringify(new URL('./logging.ts', import.meta.url).href)};`,
+      "const logger = createLogger({ name: 'child', level: 'info' });",
+      "logger.info('before the pause');",
+      'await new Promise((r) => setTimeout(r, 400));',
+      "for (let n = 0; n < 50; n++) logger.info({ n }, 'at exit');",
+      'process.exit(3);',
+    ].join('\n');
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const chunks: Array<{ at: number; text: string }> = [];
+    const started = performance.now();
+    child.stdout.setEncoding('utf8').on('data', (text: string) => chunks.push({ at: performance.now() - started, text }));
+    const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
+    expect(code).toBe(3);
+    // The first line came on its own, before the 400 ms pause ended (the periodic write), not with the rest.
+    expect(chunks[0]?.text).toContain('before the pause');
+    expect(chunks[0]?.text).not.toContain('at exit');
+    const lines = chunks.map((c) => c.text).join('').trimEnd().split('\n');
+    expect(lines).toHaveLength(51);
+    expect(lines.slice(1).map((l) => (JSON.parse(l) as { n: number }).n)).toEqual(Array.from({ length: 50 }, (_, n) => n));
   });
 });

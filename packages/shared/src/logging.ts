@@ -1,3 +1,4 @@
+import { writeSync } from 'node:fs';
 import { pino } from 'pino';
 import type { DestinationStream, Logger, LoggerOptions } from 'pino';
 
@@ -108,13 +109,90 @@ export function isoTime(now: number = Date.now()): string {
 }
 
 /**
- * Standard output with buffered writes: lines are written when 4 KiB have gathered or every 100 ms, not one
+ * Standard output with buffered writes: lines are written when 16 KiB have gathered or every 100 ms, not one
  * write(2) per line (at a few thousand forwards a second, one write per line cost the services about a tenth
- * of their CPU). Pino flushes the buffer synchronously when the process exits.
+ * of their CPU), and whatever is left is written when the process exits.
  */
 function bufferedStdout(): DestinationStream {
-  return pino.destination({ dest: 1, sync: false, minLength: 4096, periodicFlush: 100 });
+  // One buffer for every logger of the process, so that their lines keep their order.
+  return (stdout ??= new LineBuffer(1));
 }
+
+let stdout: LineBuffer | undefined;
+
+const FLUSH_AT = 16 * 1024;
+const FLUSH_EVERY_MS = 100;
+/** How long a write that finds the pipe full (EAGAIN: a non-blocking descriptor whose reader lags) waits to retry. */
+const BUSY_WAIT_MS = 10;
+
+/**
+ * A log destination that copies each line into one reused buffer and writes the buffer synchronously.
+ *
+ * Written here rather than using pino's own destination (sonic-boom): in its string mode it measures the byte
+ * length of everything still unwritten on every line, which flattens and scans the whole pending string each
+ * time (about 4.5 µs per 150-byte line with a 4 KiB buffer, more with a larger one), and its buffer mode only
+ * takes Buffers, which pino does not give it. Copying into a buffer costs about 0.7 µs per line.
+ *
+ * Synchronous writes, as pino's default destination makes: the order of lines is kept, nothing is held in memory
+ * beyond one buffer, and a reader that stops reading slows the process rather than growing its memory.
+ */
+export class LineBuffer implements DestinationStream {
+  readonly #fd: number;
+  #buf = Buffer.allocUnsafe(4 * FLUSH_AT);
+  #len = 0;
+  readonly #timer: NodeJS.Timeout;
+
+  constructor(fd: number) {
+    this.#fd = fd;
+    this.#timer = setInterval(() => this.flushSync(), FLUSH_EVERY_MS).unref();
+    process.once('exit', () => this.flushSync());
+  }
+
+  write(line: string): void {
+    // A UTF-8 encoding is at most three bytes per UTF-16 unit.
+    const most = line.length * 3;
+    if (this.#len + most > this.#buf.length) {
+      this.flushSync();
+      if (most > this.#buf.length) {
+        this.#writeAll(Buffer.from(line));
+        return;
+      }
+    }
+    this.#len += this.#buf.write(line, this.#len);
+    if (this.#len >= FLUSH_AT) this.flushSync();
+  }
+
+  /** Writes what is gathered (pino calls this from `logger.flush()`). */
+  flushSync(): void {
+    if (this.#len === 0) return;
+    const n = this.#len;
+    this.#len = 0;
+    this.#writeAll(this.#buf.subarray(0, n));
+  }
+
+  /** Stops the periodic writes and writes what is gathered (tests). */
+  end(): void {
+    clearInterval(this.#timer);
+    this.flushSync();
+  }
+
+  #writeAll(bytes: Uint8Array): void {
+    let off = 0;
+    while (off < bytes.length) {
+      try {
+        off += writeSync(this.#fd, bytes, off, bytes.length - off);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        // Anything else (EPIPE: nobody reads the output any more) loses these lines rather than failing the
+        // request that logged one.
+        if (code !== 'EAGAIN' && code !== 'EBUSY') return;
+        Atomics.wait(BUSY_WAIT, 0, 0, BUSY_WAIT_MS);
+      }
+    }
+  }
+}
+
+const BUSY_WAIT = new Int32Array(new SharedArrayBuffer(4));
 
 /** A safe summary of an error for logs: name, code and message, never a payload or a stack full of data. */
 export function errorSummary(err: unknown): Record<string, unknown> {
