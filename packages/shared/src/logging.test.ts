@@ -75,7 +75,8 @@ describe('the buffered destination (LineBuffer)', () => {
       for (let n = 1; n < 400; n++) logger.info({ n }, 'line');
       const early = readFileSync(path, 'utf8');
       expect(early.length).toBeGreaterThanOrEqual(16 * 1024);
-      out.flushSync();
+      expect(early.endsWith('\n')).toBe(true);
+      logger.flush();
       const lines = readFileSync(path, 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as { n: number; text?: string });
       expect(lines.map((l) => l.n)).toEqual(Array.from({ length: 400 }, (_, n) => n));
       expect(lines[0]?.text).toBe('žluťoučký kůň ✓');

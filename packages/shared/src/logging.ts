@@ -162,12 +162,18 @@ export class LineBuffer implements DestinationStream {
     if (this.#len >= FLUSH_AT) this.flushSync();
   }
 
-  /** Writes what is gathered (pino calls this from `logger.flush()`). */
+  /** Writes what is gathered. */
   flushSync(): void {
     if (this.#len === 0) return;
     const n = this.#len;
     this.#len = 0;
     this.#writeAll(this.#buf.subarray(0, n));
+  }
+
+  /** `logger.flush(cb)`: writes what is gathered, then calls back. */
+  flush(cb?: (err?: Error) => void): void {
+    this.flushSync();
+    cb?.();
   }
 
   /** Stops the periodic writes and writes what is gathered (tests). */
