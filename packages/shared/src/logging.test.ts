@@ -104,25 +104,34 @@ describe('the buffered destination (LineBuffer)', () => {
   });
 
   it('writes what is gathered within 100 ms, and everything when the process exits', async () => {
+    // The child logs one line, then waits for the parent's "go" (sent once that line has arrived: only the periodic
+    // write can bring it), or 5 s without it; then it logs 50 lines and exits at once (only the exit write brings them).
     const script = [
       `import { createLogger } from ${JSON.stringify(new URL('./logging.ts', import.meta.url).href)};`,
       "const logger = createLogger({ name: 'child', level: 'info' });",
       "logger.info('before the pause');",
-      'await new Promise((r) => setTimeout(r, 400));',
+      "await new Promise((r) => { process.stdin.once('data', r); setTimeout(r, 5_000).unref(); });",
       "for (let n = 0; n < 50; n++) logger.info({ n }, 'at exit');",
       'process.exit(3);',
     ].join('\n');
-    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
-    const chunks: Array<{ at: number; text: string }> = [];
-    const started = performance.now();
-    child.stdout.setEncoding('utf8').on('data', (text: string) => chunks.push({ at: performance.now() - started, text }));
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['pipe', 'pipe', 'inherit'] });
+    let text = '';
+    let wentOn = false;
+    child.stdin.on('error', () => undefined);
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      text += chunk;
+      if (!wentOn && text.includes('before the pause')) {
+        // Alone: the child is still waiting for this "go" (with the exit lines, it gave up waiting).
+        wentOn = !text.includes('at exit');
+        child.stdin.end('go');
+      }
+    });
     const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
     expect(code).toBe(3);
-    // The first line came on its own, before the 400 ms pause ended (the periodic write), not with the rest.
-    expect(chunks[0]?.text).toContain('before the pause');
-    expect(chunks[0]?.text).not.toContain('at exit');
-    const lines = chunks.map((c) => c.text).join('').trimEnd().split('\n');
+    expect(wentOn).toBe(true);
+    const lines = text.trimEnd().split('\n');
     expect(lines).toHaveLength(51);
+    expect(lines[0]).toContain('before the pause');
     expect(lines.slice(1).map((l) => (JSON.parse(l) as { n: number }).n)).toEqual(Array.from({ length: 50 }, (_, n) => n));
   });
 });
