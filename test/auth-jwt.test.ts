@@ -187,7 +187,8 @@ describe('Bearer JWT with the JWKS endpoint down', () => {
     }
     expect(jwksFetches - before).toBe(1);
     expect((await forward(api.url, await hs256(claims()))).status).toBe(200);
-    expect(api.logs.some((l) => l.msg?.startsWith('JWKS fetch failed'))).toBe(true);
+    // Log lines reach the output in writes of 16 KiB or every 100 ms: wait for it (20 s at most).
+    await api.waitForLog((l) => l.msg?.startsWith('JWKS fetch failed') === true);
   });
 
   it('when the JWKS endpoint does not answer at all (closed port), then 401, not 500', async () => {
