@@ -151,6 +151,9 @@ describe('PKCS#12 uploads', () => {
     expect(res.status).toBe(201);
     const wrong = await call(relay, 'POST', certs(account), { name: 'y', pkcs12: p12(leafB).toString('base64'), passphrase: `${PASS}-wrong` });
     expect(wrong.status).toBe(400);
+    // Log lines are written in order, 16 KiB at a time or every 100 ms: once the second request's line is out, every
+    // line about both uploads is.
+    await relay.api.waitForLog((l) => l.msg === 'request' && l['path'] === certs(account) && l['status'] === 400);
     const logs = [relay.api, ...relay.workers].map((p) => p.output.join('')).join('\n');
     for (const text of [res.text, wrong.text, logs]) {
       expect(text).not.toMatch(/PRIVATE KEY/);
