@@ -60,11 +60,9 @@ export function createApp(deps: AppDeps): Express {
     const started = performance.now();
     // One line per request: the id ties it to the job's worker lines and to what the target received.
     res.once('finish', () => {
-      // The whole path without the query: a router mounted on a prefix (the Cloudflare routes on /accounts) strips it
-      // from `req.path` while it handles the request, and the answer may finish there.
-      const url = req.originalUrl;
-      const q = url.indexOf('?');
-      const path = q === -1 ? url : url.slice(0, q);
+      // The whole path: a router mounted on a prefix (the Cloudflare routes on /accounts) moves the prefix from
+      // `req.path` to `req.baseUrl` while it handles the request, and the answer may finish there.
+      const path = `${req.baseUrl}${req.path}`;
       // Probes and scrapes every few seconds would drown the rest: debug level for them.
       const level = PROBE_PATHS.has(path) ? 'debug' : 'info';
       deps.logger[level](
