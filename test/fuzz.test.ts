@@ -6,6 +6,7 @@
  * header. Listeners on the refused loopback addresses must see nothing.
  */
 import fc from 'fast-check';
+import { request } from 'undici';
 import type { Arbitrary } from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { HOP_BY_HOP } from '../packages/shared/src/http.ts';
@@ -104,6 +105,11 @@ describe('fuzzing the front door on loopback', () => {
     expect(trap.hits).toEqual([]);
     expect(relay.api.proc.exitCode).toBeNull();
     expect(relay.workers.every((w) => w.proc.exitCode === null)).toBe(true);
+    // Lines are written in order, 16 KiB at a time or every 100 ms: once the line of a request made now is out, every
+    // line about the cases is.
+    const barrier = await request(`${relay.api.url}/mtls/jobs/log-barrier`, { headers: { ...relay.auth(), 'x-request-id': 'fuzz-log-barrier' } });
+    await barrier.body.dump();
+    await relay.api.waitForLog((l) => l.msg === 'request' && l['reqId'] === 'fuzz-log-barrier');
     expect(relay.api.logs.filter((l) => l.msg === 'unhandled error' || l.level === 'fatal')).toEqual([]);
     const codes = await failedJobCodes(relay.client, relay.prefix);
     expect(codes['internal'] ?? 0, JSON.stringify(codes)).toBe(0);
