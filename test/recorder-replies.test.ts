@@ -9,10 +9,11 @@ import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Redis } from 'ioredis';
 import { createKeyRing } from '../packages/shared/src/crypto.ts';
-import { ForwardRecords, jobKey, parseRecord, recordField } from '../packages/shared/src/forward-records.ts';
+import { SealError } from '../packages/shared/src/crypto.ts';
+import { ForwardRecords, forwardIdOf, jobKey, newBatchId, parseRecord, recordField } from '../packages/shared/src/forward-records.ts';
 import type { ForwardRecord } from '../packages/shared/src/forward-records.ts';
-import { sealResponse } from '../packages/shared/src/jobs.ts';
-import type { ReplyMessage } from '../packages/shared/src/jobs.ts';
+import { openResponseGroup, responseOf, sealResponse } from '../packages/shared/src/jobs.ts';
+import type { ForwardResult, ReplyMessage, ResponseParts } from '../packages/shared/src/jobs.ts';
 import { createLogger } from '../packages/shared/src/logging.ts';
 import { ForwardRecorder } from '../services/worker/src/recorder.ts';
 import { startTestRedis } from './support/redis.ts';
@@ -135,5 +136,111 @@ describe('forward records and their replies', () => {
     for (const { forwardId } of forwards) expect(statusOf(pointed.get(forwardId))).toBe(statuses.get(forwardId));
     // A pointer to a job without the record reads nothing (the api then reads the forward's whole view).
     expect((await new ForwardRecords(redis.client(), prefix).recordedOutcomes([{ id: randomUUID(), job: jobs[0] as string }])).size).toBe(0);
+  });
+
+  describe('responses sealed in groups (FORWARD_RESPONSE_SEALING=group)', () => {
+    /** An ok record whose response the recorder seals, and that response in clear. */
+    const finished = (status: number, body: Buffer): { record: ForwardRecord; response: ResponseParts } => ({
+      record: { a: 'acct', n: 1, ok: true, result: { v: 1, status, response: '', bodyBytes: body.length, mtls: { used: false }, finishedAt: Date.now() } },
+      response: { headers: [['x-status', String(status)]], body },
+    });
+    const hash = async (jobId: string): Promise<Record<string, string>> => redis.client().hgetall(jobKey(prefix, 'forward', jobId));
+    const responseField = (h: Record<string, string>, forwardId: string): string => (parseRecord(h[recordField(forwardId)]) as { result: ForwardResult }).result.response;
+
+    it('the small responses of one job recorded together are sealed in one group, which the api reads with the records', async () => {
+      const recorder = new ForwardRecorder(runA, prefix, logger, { ring });
+      const jobs = [newBatchId(), newBatchId()];
+      // Job 0: three small responses and one larger than a group member may be; job 1: two small ones.
+      const forwards = [
+        ...[0, 1, 2, 3].map((i) => ({ jobId: jobs[0] as string, forwardId: forwardIdOf(jobs[0] as string, i), body: randomBytes(i === 3 ? 20_000 : 100 + i) })),
+        ...[0, 1].map((i) => ({ jobId: jobs[1] as string, forwardId: forwardIdOf(jobs[1] as string, i), body: randomBytes(50 + i) })),
+      ];
+      const monitor = await redis.client().monitor();
+      const commands: string[] = [];
+      monitor.on('monitor', (_time: string, args: string[]) => commands.push(String(args[0]).toLowerCase()));
+      try {
+        await Promise.all(forwards.map(({ jobId, forwardId, body }, i) => recorder.write({ jobId, forwardId, replyTo: channel, ...finished(200 + i, body) })));
+        await vi.waitFor(() => expect(forwards.every(({ forwardId }) => repliesFor(forwardId).length === 1)).toBe(true), { timeout: 5_000, interval: 10 });
+        await vi.waitFor(() => expect(commands).toContain('publish'), { timeout: 5_000, interval: 10 });
+      } finally {
+        monitor.disconnect();
+      }
+      // One HSET per group (one per job), a record per forward, one message of pointers.
+      expect(commands.filter((c) => c === 'hset')).toHaveLength(2);
+      expect(commands.filter((c) => c === 'hsetnx')).toHaveLength(6);
+      const [h0, h1] = [await hash(jobs[0] as string), await hash(jobs[1] as string)];
+      const groups0 = Object.keys(h0).filter((f) => f.startsWith('g:'));
+      const groups1 = Object.keys(h1).filter((f) => f.startsWith('g:'));
+      expect(groups0).toHaveLength(1);
+      expect(groups1).toHaveLength(1);
+      for (const [h, field] of [[h0, groups0[0]], [h1, groups1[0]]] as const) expect(h[field as string]).toMatch(/^s1\./);
+      for (const { jobId, forwardId, body } of forwards) {
+        const field = responseField(jobId === jobs[0] ? h0 : h1, forwardId);
+        // The large response is sealed on its own; the others name their job's group, as do their pointers.
+        if (body.length > 16 * 1024) {
+          expect(field).toMatch(/^s1\./);
+          expect(repliesFor(forwardId)).toEqual([{ id: forwardId, ok: true, job: jobId }]);
+        } else {
+          expect(field).toBe(jobId === jobs[0] ? groups0[0] : groups1[0]);
+          expect(repliesFor(forwardId)).toEqual([{ id: forwardId, ok: true, job: jobId, g: field }]);
+        }
+      }
+      // The api: the records and their groups in one HMGET per job; every forward gets its own response.
+      const records = new ForwardRecords(redis.client(), prefix, { ring });
+      const pointers = forwards.map(({ forwardId }) => repliesFor(forwardId)[0] as { id: string; job: string; g?: string });
+      const pointed = await records.recordedOutcomes(pointers);
+      forwards.forEach(({ forwardId, body }, i) => {
+        const outcome = pointed.get(forwardId) as Extract<ReplyMessage, { ok: true }>;
+        expect(statusOf(outcome)).toBe(200 + i);
+        const parts = responseOf(ring, forwardId, outcome.result as ForwardResult, outcome.parts);
+        expect(parts.body.equals(body)).toBe(true);
+        expect(parts.headers).toEqual([['x-status', String(200 + i)]]);
+      });
+      // Polling (one forward's view, its group not named beforehand) reads the group too.
+      await redis.client().hset(jobKey(prefix, 'forward', jobs[1] as string), 'timestamp', String(Date.now()));
+      const second = forwards[5] as (typeof forwards)[number];
+      const polled = (await records.outcome(second.forwardId)) as Extract<ReplyMessage, { ok: true }>;
+      expect(polled.parts?.body.equals(second.body)).toBe(true);
+      // Without the key ring a grouped response stays unopened, and reading it says so rather than guessing.
+      const unopened = (await new ForwardRecords(redis.client(), prefix).recordedOutcomes([pointers[5] as { id: string; job: string }])).get(second.forwardId) as Extract<ReplyMessage, { ok: true }>;
+      expect(unopened.parts).toBeUndefined();
+      expect(() => responseOf(ring, second.forwardId, unopened.result as ForwardResult, undefined)).toThrow(SealError);
+    });
+
+    it('a group opens only under its own job and field, and a record pointed at a copied group reads as unreadable', async () => {
+      const recorder = new ForwardRecorder(runA, prefix, logger, { ring });
+      const jobId = newBatchId();
+      const ids = [0, 1].map((i) => forwardIdOf(jobId, i));
+      await Promise.all(ids.map((forwardId, i) => recorder.write({ jobId, forwardId, replyTo: undefined, ...finished(200, Buffer.from(`body ${i}`)) })));
+      const h = await hash(jobId);
+      const field = responseField(h, ids[0] as string);
+      expect(field).toMatch(/^g:/);
+      const sealed = h[field] as string;
+      expect([...openResponseGroup(ring, jobId, field, sealed).keys()]).toEqual(ids);
+      expect(() => openResponseGroup(ring, newBatchId(), field, sealed)).toThrow(SealError);
+      expect(() => openResponseGroup(ring, jobId, 'g:elsewhere', sealed)).toThrow(SealError);
+      // Moved within the hash, and the record pointed at the copy: the response is not opened.
+      const key = jobKey(prefix, 'forward', jobId);
+      const record = parseRecord(h[recordField(ids[0] as string)]) as { result: ForwardResult };
+      await redis.client().hset(key, 'g:copied', sealed, recordField(ids[0] as string), JSON.stringify({ ...record, result: { ...record.result, response: 'g:copied' } }));
+      const outcome = (await new ForwardRecords(redis.client(), prefix, { ring }).recordedOutcomes([{ id: ids[0] as string, job: jobId, g: 'g:copied' }])).get(ids[0] as string);
+      expect(outcome).toMatchObject({ ok: true });
+      expect((outcome as { parts?: unknown }).parts).toBeUndefined();
+    });
+
+    it('with groupResponses off (FORWARD_RESPONSE_SEALING=forward) each response is sealed on its own, as older apis read', async () => {
+      const recorder = new ForwardRecorder(runA, prefix, logger, { ring, groupResponses: false });
+      const jobId = newBatchId();
+      const ids = [0, 1, 2].map((i) => forwardIdOf(jobId, i));
+      await Promise.all(ids.map((forwardId) => recorder.write({ jobId, forwardId, replyTo: channel, ...finished(200, Buffer.from(forwardId)) })));
+      const h = await hash(jobId);
+      expect(Object.keys(h).filter((f) => f.startsWith('g:'))).toEqual([]);
+      for (const forwardId of ids) expect(responseField(h, forwardId)).toMatch(/^s1\./);
+    });
+
+    it('a response in clear is refused without a key ring', async () => {
+      const jobId = newBatchId();
+      await expect(new ForwardRecorder(runA, prefix, logger).write({ jobId, forwardId: forwardIdOf(jobId, 0), replyTo: undefined, ...finished(200, Buffer.from('x')) })).rejects.toThrow(TypeError);
+    });
   });
 });

@@ -128,6 +128,45 @@ describe('secrets at rest in Redis', () => {
     expect(record.result?.response).toMatch(/^s1\./);
   });
 
+  it('responses recorded together are sealed in one group in their job; every caller and every poll gets its own response', async () => {
+    // Forwards answered at once: the worker records them in one pipeline, their small responses sealed together.
+    let grouped: { id: string; body: string } | undefined;
+    for (let burst = 0; burst < 5 && grouped === undefined; burst++) {
+      const bodies = Array.from({ length: 16 }, (_, i) => `{"n":${i},"card":"${marker('grouped')}"}`);
+      const answers = await Promise.all(
+        bodies.map(async (body) => {
+          const res = await request(`${relay.api.url}/mtls/account/${account}`, {
+            method: 'POST',
+            headers: { ...relay.auth(), 'lp-forward-url': `${target.url}/sync`, 'lp-service-name': 'pay', 'content-type': 'application/json' },
+            body,
+          });
+          return { id: String(res.headers['lp-job-id']), status: res.statusCode, text: await res.body.text(), body };
+        }),
+      );
+      for (const a of answers) {
+        expect(a.status).toBe(200);
+        // The target echoes the request body: each caller gets the response to its own request.
+        expect((JSON.parse(a.text) as { got: string }).got).toBe(a.body);
+        const record = JSON.parse((await relay.client.hget(`${relay.prefix}:forward:${batchIdOf(a.id)}`, `r:${a.id}`)) ?? '{}') as { result?: { response?: string } };
+        if (record.result?.response?.startsWith('g:') === true) grouped ??= { id: a.id, body: a.body };
+      }
+    }
+    expect(grouped).toBeDefined();
+    const { id, body } = grouped as { id: string; body: string };
+    const key = `${relay.prefix}:forward:${batchIdOf(id)}`;
+    const field = (JSON.parse((await relay.client.hget(key, `r:${id}`)) ?? '{}') as { result: { response: string } }).result.response;
+    expect(await relay.client.hget(key, field)).toMatch(/^s1\./);
+    // Polling reads the record and then its group.
+    const polled = await request(`${relay.api.url}/mtls/jobs/${id}/response`, { headers: relay.auth() });
+    expect(polled.statusCode).toBe(200);
+    expect((JSON.parse(await polled.body.text()) as { got: string }).got).toBe(body);
+    const view = await request(`${relay.api.url}/mtls/jobs/${id}`, { headers: relay.auth() });
+    expect(view.statusCode).toBe(200);
+    expect((await view.body.json()) as unknown).toMatchObject({ id, state: 'completed', response: { status: 200, headers: { 'set-cookie': expect.stringContaining('session=') } } });
+    const scan = await scanRedisAtRest(relay.client, { prefix: relay.prefix });
+    expect(scan.findings).toEqual([]);
+  });
+
   it('FORWARD_REQUEST_SEALING=forward writes the older format (each request sealed on its own), which the workers still read', async () => {
     // A second api on the same Redis and workers, as during a rolling upgrade whose older workers still run.
     const older = await startService('api', { ...relay.env, FORWARD_REQUEST_SEALING: 'forward' });

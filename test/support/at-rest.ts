@@ -36,8 +36,12 @@ const PATTERNS: Array<[RegExp, string]> = [
   [/oauth_signature/i, 'an OAuth signature'],
 ];
 
-// Job and result fields that carry request or response content: sealed (`s1.`) or null, never clear.
+// Job and result fields that carry request or response content: sealed (`s1.`) or null, never clear. A result's
+// `response` may instead name the response group (a `g:` field of its job's hash) it is sealed in; such fields must
+// hold sealed values themselves (checked with the hash).
 const SEALED_FIELDS = new Set(['headers', 'body', 'request', 'response', 'privateKey', 'private_key', 'override']);
+const GROUP_FIELD = /^g:[0-9A-Za-z_.-]{1,80}$/;
+const sealedOrGroup = (k: string, v: unknown): boolean => typeof v === 'string' && (v.startsWith('s1.') || (k === 'response' && GROUP_FIELD.test(v)));
 
 /**
  * The forms a secret can take inside a larger value: itself, hex, and base64/base64url at each of the three
@@ -60,7 +64,7 @@ function checkJson(value: unknown, path: string, out: (where: string, what: stri
   if (depth > 20 || value === null || typeof value !== 'object') return;
   for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
     const p = `${path}.${k}`;
-    if (SEALED_FIELDS.has(k) && v !== null && v !== undefined && !(typeof v === 'string' && v.startsWith('s1.'))) {
+    if (SEALED_FIELDS.has(k) && v !== null && v !== undefined && !sealedOrGroup(k, v)) {
       out(p, `an unsealed "${k}"`);
     }
     if (typeof v === 'string' && (v.startsWith('{') || v.startsWith('['))) {
@@ -114,7 +118,10 @@ export async function scanRedisAtRest(client: Redis, options: { prefix?: string 
         if (v !== null) check('(value)', v);
       } else if (type === 'hash') {
         const h = await client.hgetallBuffer(keyBuf);
-        for (const [field, v] of Object.entries(h)) check(field, v);
+        for (const [field, v] of Object.entries(h)) {
+          check(field, v);
+          if (GROUP_FIELD.test(field) && !v.toString('latin1').startsWith('s1.')) findings.push({ key, where: field, what: 'an unsealed response group' });
+        }
       } else if (type === 'list') {
         (await client.lrangeBuffer(keyBuf, 0, -1)).forEach((v, i) => check(`[${i}]`, v));
       } else if (type === 'set') {

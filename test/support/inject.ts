@@ -16,7 +16,7 @@ export async function injectForward(relay: Relay, accountId: string, urls: reado
   const queue = new Queue('forward', { connection: relay.client, ...queueOptions(relay.prefix) });
   const outcomes: string[] = [];
   try {
-    const records = new ForwardRecords(relay.client, relay.prefix);
+    const records = new ForwardRecords(relay.client, relay.prefix, { ring });
     for (const url of urls) {
       const batchId = newBatchId();
       const id = forwardIdOf(batchId, 0);

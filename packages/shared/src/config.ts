@@ -116,6 +116,12 @@ const envSchema = z.object({
    * in which older workers still run: README "Upgrades").
    */
   FORWARD_REQUEST_SEALING: z.enum(['batch', 'forward']).default('batch'),
+  /**
+   * How a worker seals the responses it records: `group`, the small responses of one job recorded together in one
+   * piece (one cipher set-up per group on each side); `forward`, each on its own, the only format apis
+   * without response groups read (for a rolling upgrade in which older apis still run: README "Upgrades").
+   */
+  FORWARD_RESPONSE_SEALING: z.enum(['group', 'forward']).default('group'),
 
   // --- authentication (services/api/src/auth; docs/auth.md)
   /** OAuth 1.0a consumers: JSON `[{ key, secret, permissions, accounts }]` or the path of a file holding it. */

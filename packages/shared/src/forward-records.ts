@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import type { KeyRing } from './crypto.ts';
 import { asErrorPayload, isErrorCode, ownFailure } from './errors.ts';
 import type { ErrorPayload } from './errors.ts';
-import { forwardEntrySchema, forwardResultSchema, MAX_BATCH_FORWARDS } from './jobs.ts';
-import type { ForwardResult, ReplyMessage } from './jobs.ts';
+import { forwardEntrySchema, forwardResultSchema, isResponseGroupField, MAX_BATCH_FORWARDS, openResponseGroup } from './jobs.ts';
+import type { ForwardResult, ReplyMessage, ResponseParts } from './jobs.ts';
 
 /**
  * Where a forward's outcome lives, and how it is read back.
@@ -60,15 +61,19 @@ export function batchIdOf(forwardId: string): string | undefined {
 export const recordField = (forwardId: string): string => `r:${forwardId}`;
 export const jobKey = (prefix: string, queue: string, jobId: string): string => `${prefix}:${queue}:${jobId}`;
 
-/** A forward's outcome as its worker recorded it. `n`: attempts made so far. `a`: the account (for scoping). */
+/**
+ * A forward's outcome as its worker recorded it. `n`: attempts made so far. `a`: the account (for scoping).
+ * `parts`: never stored; the response, once a reader has opened it from the response group `result.response` names.
+ */
 export type ForwardRecord =
-  | { a: string; n: number; ok: true; result: ForwardResult }
+  | { a: string; n: number; ok: true; result: ForwardResult; parts?: ResponseParts }
   | { a: string; n: number; ok: false; error: ErrorPayload }
   | { a: string; n: number; moved: true };
 
 /** The reply a finished record stands for. */
 export function outcomeOf(id: string, record: Exclude<ForwardRecord, { moved: true }>): ReplyMessage {
-  return record.ok ? { id, ok: true, result: record.result } : { id, ok: false, error: record.error };
+  if (!record.ok) return { id, ok: false, error: record.error };
+  return record.parts === undefined ? { id, ok: true, result: record.result } : { id, ok: true, result: record.result, parts: record.parts };
 }
 
 export function parseRecord(text: string | null | undefined): ForwardRecord | undefined {
@@ -116,11 +121,14 @@ export class ForwardRecords {
   /** BullMQ prefix of each shard (one entry without QUEUE_SHARDS). */
   readonly #prefixes: readonly string[];
   readonly #queue: string;
+  /** Opens the response groups that records point at (without it, a grouped response is left unopened). */
+  readonly #ring: KeyRing | undefined;
 
-  constructor(redis: Redis, prefix: string | readonly string[], queue = 'forward') {
+  constructor(redis: Redis, prefix: string | readonly string[], options: { queue?: string; ring?: KeyRing } = {}) {
     this.#redis = redis;
     this.#prefixes = typeof prefix === 'string' ? [prefix] : prefix;
-    this.#queue = queue;
+    this.#queue = options.queue ?? 'forward';
+    this.#ring = options.ring;
   }
 
   /** The forward, or undefined when there is no such forward (unknown id, or its job has expired). */
@@ -146,27 +154,70 @@ export class ForwardRecords {
    * the record): one HMGET per job. A forward without a finished record there is left out (the caller reads its
    * whole view instead).
    */
-  async recordedOutcomes(pointers: ReadonlyArray<{ id: string; job: string }>): Promise<Map<string, ReplyMessage>> {
-    const byJob = new Map<string, string[]>();
-    for (const { id, job } of pointers) {
-      const ids = byJob.get(job);
-      if (ids === undefined) byJob.set(job, [id]);
-      else ids.push(id);
+  async recordedOutcomes(pointers: ReadonlyArray<{ id: string; job: string; g?: string }>): Promise<Map<string, ReplyMessage>> {
+    const byJob = new Map<string, { ids: string[]; groups: Set<string> }>();
+    for (const { id, job, g } of pointers) {
+      let entry = byJob.get(job);
+      if (entry === undefined) byJob.set(job, (entry = { ids: [], groups: new Set() }));
+      entry.ids.push(id);
+      if (g !== undefined && isResponseGroupField(g)) entry.groups.add(g);
     }
     const found = new Map<string, ReplyMessage>();
     await Promise.all(
-      [...byJob].map(async ([job, ids]) => {
+      [...byJob].map(async ([job, { ids, groups }]) => {
         const shard = shardOfId(job, this.#prefixes.length);
         if (shard === undefined) return;
-        const values = await this.#redis.hmget(jobKey(this.#prefixes[shard] as string, this.#queue, job), ...ids.map(recordField));
+        const key = jobKey(this.#prefixes[shard] as string, this.#queue, job);
+        // The response groups the pointers name come in the same HMGET as the records.
+        const named = [...groups];
+        const values = await this.#redis.hmget(key, ...ids.map(recordField), ...named);
+        const records = new Map<string, Exclude<ForwardRecord, { moved: true }>>();
         ids.forEach((id, i) => {
           const record = values[i] === null ? undefined : parseRecord(values[i]);
-          if (record === undefined || 'moved' in record) return;
-          found.set(id, outcomeOf(id, record));
+          if (record !== undefined && !('moved' in record)) records.set(id, record);
         });
+        const known = new Map(named.map((field, i) => [field, values[ids.length + i] ?? null]));
+        await this.#openGroups(key, job, records, known);
+        for (const [id, record] of records) found.set(id, outcomeOf(id, record));
       }),
     );
     return found;
+  }
+
+  /**
+   * Opens the response groups that ok records of one job point at, and gives each record its `parts`. `known`: group
+   * fields already read; the others are read with one HMGET. A group that is gone or does not open leaves its records
+   * without parts (their responses then read as unreadable).
+   */
+  async #openGroups(key: string, jobId: string, records: ReadonlyMap<string, ForwardRecord>, known: Map<string, string | null>): Promise<void> {
+    const ring = this.#ring;
+    if (ring === undefined) return;
+    const grouped = [...records].filter((e): e is [string, Extract<ForwardRecord, { ok: true }>] => {
+      const record = e[1];
+      return 'ok' in record && record.ok && isResponseGroupField(record.result.response);
+    });
+    if (grouped.length === 0) return;
+    const missing = [...new Set(grouped.map(([, r]) => r.result.response))].filter((field) => !known.has(field));
+    if (missing.length > 0) {
+      const values = await this.#redis.hmget(key, ...missing);
+      missing.forEach((field, i) => known.set(field, values[i] ?? null));
+    }
+    const opened = new Map<string, Map<string, ResponseParts> | undefined>();
+    for (const [id, record] of grouped) {
+      const field = record.result.response;
+      if (!opened.has(field)) {
+        const text = known.get(field);
+        let group: Map<string, ResponseParts> | undefined;
+        try {
+          group = text === null || text === undefined ? undefined : openResponseGroup(ring, jobId, field, text);
+        } catch {
+          group = undefined;
+        }
+        opened.set(field, group);
+      }
+      const parts = opened.get(field)?.get(id);
+      if (parts !== undefined) record.parts = parts;
+    }
   }
 
   /** The outcome of a finished forward; null while it runs or when it does not exist. */
@@ -177,11 +228,13 @@ export class ForwardRecords {
   async #read(prefix: string, jobId: string, forwardId: string): Promise<JobFields | undefined> {
     const key = jobKey(prefix, this.#queue, jobId);
     const values = await this.#redis.hmget(key, recordField(forwardId), ...JOB_FIELDS);
-    const [record, timestamp, processedOn, finishedOn, atm, failedReason] = values;
+    const [text, timestamp, processedOn, finishedOn, atm, failedReason] = values;
     if (timestamp === null || timestamp === undefined) return undefined;
+    const record = parseRecord(text);
+    if (record !== undefined) await this.#openGroups(key, jobId, new Map([[forwardId, record]]), new Map());
     return {
       key,
-      record: parseRecord(record),
+      record,
       createdAt: Number(timestamp),
       processedOn: processedOn === null || processedOn === undefined ? undefined : Number(processedOn),
       finishedOn: finishedOn === null || finishedOn === undefined ? undefined : Number(finishedOn),

@@ -23,6 +23,14 @@ export type HeaderList = Array<[string, string]>;
 
 const sealed = z.string().startsWith('s1.');
 
+/**
+ * The hash field, in the job's own hash, of a group of responses sealed together (sealResponseGroup): `g:` and a
+ * name unique to the worker run that wrote it. A forward result whose `response` is such a name was sealed with
+ * others of its job that were recorded in the same pipeline.
+ */
+export const RESPONSE_GROUP_FIELD = /^g:[0-9A-Za-z_.-]{1,80}$/;
+export const isResponseGroupField = (value: string): boolean => RESPONSE_GROUP_FIELD.test(value);
+
 /** At most this many forwards travel in one batch job (ids carry the index in 3 hex digits, 0xfff marks the batch). */
 export const MAX_BATCH_FORWARDS = 256;
 
@@ -86,8 +94,11 @@ export type MtlsUse = z.infer<typeof mtlsUseSchema>;
 export const forwardResultSchema = z.object({
   v: z.literal(1),
   status: z.number().int().min(100).max(999),
-  /** Sealed, in one piece (sealResponse): the target's end-to-end response headers and body bytes. */
-  response: sealed,
+  /**
+   * The target's end-to-end response headers and body bytes: sealed in one piece on their own (sealResponse), or
+   * the field of the job's hash that holds them sealed with other responses of the job (sealResponseGroup).
+   */
+  response: z.union([sealed, z.string().regex(RESPONSE_GROUP_FIELD)]),
   bodyBytes: z.number().int().min(0),
   mtls: mtlsUseSchema,
   finishedAt: z.number(),
@@ -181,7 +192,17 @@ export function retention(resultTtlSeconds: number): { removeOnComplete: { age: 
  * the forward is finished, and its outcome is the record Redis kept (in the hash of `job` when named).
  */
 export type ReplyMessage =
-  | { id: string; ok: true; result?: unknown; job?: string }
+  | {
+      id: string;
+      ok: true;
+      result?: unknown;
+      /** A pointer's job: the hash that holds the record. */
+      job?: string;
+      /** A pointer's response group (the field of the job's hash), read with the record in the same command. */
+      g?: string;
+      /** In the api only, never on the wire: the response, opened from its group by whoever read the record. */
+      parts?: ResponseParts;
+    }
   | { id: string; ok: false; error: ErrorPayload };
 
 /** Results above this size are not inlined in the reply message; the API reads them from the job. */
@@ -225,29 +246,48 @@ export function openRequest(ring: KeyRing, forwardId: string, sealedRequest: str
 }
 
 /**
- * The requests of a batch's forwards in one sealed piece, bound to the batch job's id: the frame's JSON lists, per
- * forward, its id, headers, query and body length, and the bodies follow one after the other. Each forward's id is
- * inside the sealed piece, so that a request cannot be moved to another entry of the batch.
+ * Several pieces in one sealed frame: the frame's JSON lists each piece's fields with its body length last, and the
+ * bodies follow one after the other. Each piece names its forward inside the sealed frame, so that a piece cannot be
+ * moved to another forward.
+ */
+function sealPieces(ring: KeyRing, aad: string, pieces: ReadonlyArray<{ meta: unknown[]; body: Buffer }>): string {
+  const meta = pieces.map((p) => [...p.meta, p.body.length]);
+  const bodies = pieces.map((p) => p.body);
+  return sealBuffer(ring, frame(meta, bodies.length === 1 ? (bodies[0] as Buffer) : Buffer.concat(bodies)), aad);
+}
+
+/** The pieces of a frame sealed by sealPieces, each as its fields (`fields` of them) and its body. */
+function openPieces(ring: KeyRing, aad: string, sealedPieces: string, fields: number, what: string): Array<{ meta: unknown[]; body: Buffer }> {
+  const { meta, body } = unframe(openBuffer(ring, sealedPieces, aad));
+  if (!Array.isArray(meta)) throw new SealError(`sealed ${what} are not a list`);
+  const out: Array<{ meta: unknown[]; body: Buffer }> = [];
+  let offset = 0;
+  for (const item of meta as unknown[]) {
+    const length = Array.isArray(item) && item.length === fields + 1 ? (item[fields] as unknown) : undefined;
+    if (typeof length !== 'number' || !Number.isInteger(length) || length < 0 || offset + length > body.length) {
+      throw new SealError(`sealed ${what} do not hold together`);
+    }
+    out.push({ meta: (item as unknown[]).slice(0, fields), body: body.subarray(offset, offset + length) });
+    offset += length;
+  }
+  return out;
+}
+
+/**
+ * The requests of a batch's forwards in one sealed piece, bound to the batch job's id: per forward, its id, headers,
+ * query and body.
  */
 export function sealBatchRequests(ring: KeyRing, batchId: string, forwards: ReadonlyArray<{ id: string; parts: RequestParts }>): string {
-  const meta = forwards.map(({ id, parts }) => [id, parts.headers, parts.query, parts.body.length]);
-  const bodies = forwards.map(({ parts }) => parts.body);
-  return sealBuffer(ring, frame(meta, bodies.length === 1 ? (bodies[0] as Buffer) : Buffer.concat(bodies)), `job:${batchId}:requests`);
+  return sealPieces(ring, `job:${batchId}:requests`, forwards.map(({ id, parts }) => ({ meta: [id, parts.headers, parts.query], body: parts.body })));
 }
 
 /** The requests sealed by sealBatchRequests, by forward id. Throws SealError when the piece does not open or hold together. */
 export function openBatchRequests(ring: KeyRing, batchId: string, sealedRequests: string): Map<string, RequestParts> {
-  const { meta, body } = unframe(openBuffer(ring, sealedRequests, `job:${batchId}:requests`));
-  if (!Array.isArray(meta)) throw new SealError('sealed batch requests are not a list');
   const out = new Map<string, RequestParts>();
-  let offset = 0;
-  for (const item of meta as unknown[]) {
-    const [id, headers, query, length] = item as [string, HeaderList, string, number];
-    if (typeof id !== 'string' || !Array.isArray(headers) || typeof query !== 'string' || !Number.isInteger(length) || length < 0 || offset + length > body.length) {
-      throw new SealError('sealed batch requests do not hold together');
-    }
-    out.set(id, { headers, query, body: body.subarray(offset, offset + length) });
-    offset += length;
+  for (const { meta, body } of openPieces(ring, `job:${batchId}:requests`, sealedRequests, 3, 'batch requests')) {
+    const [id, headers, query] = meta as [unknown, unknown, unknown];
+    if (typeof id !== 'string' || !Array.isArray(headers) || typeof query !== 'string') throw new SealError('sealed batch requests do not hold together');
+    out.set(id, { headers: headers as HeaderList, query, body });
   }
   return out;
 }
@@ -287,4 +327,34 @@ export function sealResponse(ring: KeyRing, forwardId: string, parts: ResponsePa
 export function openResponse(ring: KeyRing, forwardId: string, sealedResponse: string): ResponseParts {
   const { meta, body } = unframe(openBuffer(ring, sealedResponse, `job:${forwardId}:response`));
   return { headers: (meta as { h: HeaderList }).h, body };
+}
+
+/**
+ * Responses of several forwards of one job in one sealed piece (one cipher set-up for all of them), kept in the
+ * job's hash at `field` (RESPONSE_GROUP_FIELD) and bound to the job and the field; each response names its forward
+ * inside the piece. The worker's recorder seals the small responses it records together this way.
+ */
+export function sealResponseGroup(ring: KeyRing, jobId: string, field: string, members: ReadonlyArray<{ id: string; parts: ResponseParts }>): string {
+  return sealPieces(ring, `job:${jobId}:${field}`, members.map(({ id, parts }) => ({ meta: [id, parts.headers], body: parts.body })));
+}
+
+/** The responses sealed by sealResponseGroup, by forward id. Throws SealError when the piece does not open or hold together. */
+export function openResponseGroup(ring: KeyRing, jobId: string, field: string, sealedGroup: string): Map<string, ResponseParts> {
+  const out = new Map<string, ResponseParts>();
+  for (const { meta, body } of openPieces(ring, `job:${jobId}:${field}`, sealedGroup, 2, 'response groups')) {
+    const [id, headers] = meta as [unknown, unknown];
+    if (typeof id !== 'string' || !Array.isArray(headers)) throw new SealError('sealed response groups do not hold together');
+    out.set(id, { headers: headers as HeaderList, body });
+  }
+  return out;
+}
+
+/**
+ * A finished forward's response: `parts` when its reader already opened them from the response group, else the
+ * result's own sealed piece. A group the reader did not open is not readable here (SealError).
+ */
+export function responseOf(ring: KeyRing, forwardId: string, result: ForwardResult, parts: ResponseParts | undefined): ResponseParts {
+  if (parts !== undefined) return parts;
+  if (isResponseGroupField(result.response)) throw new SealError(`the response of ${forwardId} is in a group that was not read`);
+  return openResponse(ring, forwardId, result.response);
 }

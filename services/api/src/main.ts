@@ -39,7 +39,7 @@ const subscriber = createRedis(redisEndpoint(config), 'subscriber', logger, `api
 // QUEUE_SHARDS: one prefix per shard (a single one, QUEUE_PREFIX, by default); see shards.ts.
 const shards = shardLayout(config.QUEUE_PREFIX, config.QUEUE_SHARDS);
 const queues = new JobQueues(producer, { prefix: shards.prefixes, resultTtlSeconds: config.RESULT_TTL_SECONDS }, logger);
-const records = new ForwardRecords(producer, shards.prefixes);
+const records = new ForwardRecords(producer, shards.prefixes, { ring });
 const waiter = new ResultWaiter(
   subscriber,
   // One reply channel per shard, in the shard's slot: a worker replies in the pipeline that records the outcome.

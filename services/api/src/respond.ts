@@ -2,21 +2,24 @@ import type { Response } from 'express';
 import type { KeyRing } from '@mtls-relay/shared/crypto';
 import { fromErrorPayload, RelayError } from '@mtls-relay/shared/errors';
 import { groupHeaders } from '@mtls-relay/shared/http';
-import { forwardResultSchema, openResponse } from '@mtls-relay/shared/jobs';
-import type { ReplyMessage } from '@mtls-relay/shared/jobs';
+import { forwardResultSchema, responseOf } from '@mtls-relay/shared/jobs';
+import type { ReplyMessage, ResponseParts } from '@mtls-relay/shared/jobs';
 import { sendProblem } from './problem.ts';
 
 export const jobLocation = (jobId: string): string => `/mtls/jobs/${jobId}`;
 
-/** Replays the target's response as the worker recorded it: status, end-to-end headers, body bytes, plus LP-* headers. */
-export function sendTargetResponse(res: Response, ring: KeyRing, jobId: string, result: unknown): void {
+/**
+ * Replays the target's response as the worker recorded it: status, end-to-end headers, body bytes, plus LP-* headers.
+ * `parts`: the response when the record's reader already opened it (from its response group).
+ */
+export function sendTargetResponse(res: Response, ring: KeyRing, jobId: string, result: unknown, parts?: ResponseParts): void {
   const parsed = forwardResultSchema.safeParse(result);
   if (!parsed.success) {
     sendProblem(res, new RelayError('internal', 'the job result is not readable'), { jobId });
     return;
   }
   const r = parsed.data;
-  const { headers, body } = openResponse(ring, jobId, r.response);
+  const { headers, body } = responseOf(ring, jobId, r, parts);
   for (const [name, values] of groupHeaders(headers)) {
     res.setHeader(name, values.length === 1 ? (values[0] as string) : values);
   }
@@ -31,6 +34,6 @@ export function sendTargetResponse(res: Response, ring: KeyRing, jobId: string, 
 
 /** Answers with a finished job's outcome: the target's response, or the relay's problem. */
 export function sendOutcome(res: Response, ring: KeyRing, outcome: ReplyMessage): void {
-  if (outcome.ok) sendTargetResponse(res, ring, outcome.id, outcome.result);
+  if (outcome.ok) sendTargetResponse(res, ring, outcome.id, outcome.result, outcome.parts);
   else sendProblem(res, fromErrorPayload(outcome.error), { jobId: outcome.id });
 }

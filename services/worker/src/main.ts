@@ -102,7 +102,11 @@ const processors = {
       resolver,
       target,
       breakers,
-      recorder: new ShardRecorders(recordsRedis, shards.prefixes, logger, { noteWithinMs: Math.min(1_000, Math.floor(config.JOB_LOCK_MS / 4)) }),
+      recorder: new ShardRecorders(recordsRedis, shards.prefixes, logger, {
+        noteWithinMs: Math.min(1_000, Math.floor(config.JOB_LOCK_MS / 4)),
+        ring,
+        groupResponses: config.FORWARD_RESPONSE_SEALING === 'group',
+      }),
       // A retry job goes to its forward's shard, where the forward's record lives.
       retry: (entry, next) => (retryAdders[shardOfId(entry.id, shards.count) ?? 0] as ReturnType<typeof retryJobAdder>)(entry, next),
       backoff: (attemptsMade, retryAfter) => backoffDelay(attemptsMade, retryAfter, retrySettings),

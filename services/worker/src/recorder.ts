@@ -1,20 +1,32 @@
+import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { ChainableCommander, Cluster } from 'ioredis';
+import type { KeyRing } from '@mtls-relay/shared/crypto';
 import { jobKey, outcomeOf, parseRecord, recordField } from '@mtls-relay/shared/forward-records';
 import type { ForwardRecord } from '@mtls-relay/shared/forward-records';
-import { INLINE_REPLY_LIMIT } from '@mtls-relay/shared/jobs';
-import type { ReplyMessage } from '@mtls-relay/shared/jobs';
+import { INLINE_REPLY_LIMIT, sealResponse, sealResponseGroup } from '@mtls-relay/shared/jobs';
+import type { ForwardResult, ReplyMessage, ResponseParts } from '@mtls-relay/shared/jobs';
 import { errorSummary } from '@mtls-relay/shared/logging';
 import { clusterMasterOf, isCluster } from '@mtls-relay/shared/redis';
 import type { Logger } from '@mtls-relay/shared/logging';
 
-/** One finished forward: its record, and where its reply goes. */
+/**
+ * One finished forward: its record, and where its reply goes. `response`: the target's response in clear, for an ok
+ * record whose `result.response` the recorder fills in when it writes the record — sealed on its own, or the field of
+ * the response group it was sealed in with other responses of its job.
+ */
 export interface RecordWrite {
   jobId: string;
   forwardId: string;
   record: ForwardRecord;
   replyTo: string | undefined;
+  response?: ResponseParts;
 }
+
+/** Responses with bodies up to this size are sealed in groups; a larger one is sealed on its own. */
+export const GROUP_MEMBER_BYTES = 16 * 1024;
+/** A group closes at this many body bytes, so that reading one forward's response reads little of the others'. */
+export const GROUP_BYTES = 64 * 1024;
 
 interface Pending {
   write: RecordWrite;
@@ -64,21 +76,35 @@ export class ForwardRecorder {
   readonly #sharded: boolean;
   readonly #noteWithinMs: number;
   #noteTimer: NodeJS.Timeout | undefined;
+  readonly #ring: KeyRing | undefined;
+  readonly #groupResponses: boolean;
+  /** Response group fields: unique to this recorder (random), then a counter. */
+  readonly #groupPrefix = `g:${randomBytes(6).toString('hex')}.`;
+  #groups = 0;
 
-  /** `noteWithinMs`: a runner note waits at most this long for a record pipeline to travel with (well under the job lock). */
-  constructor(redis: Redis, prefix: string, logger: Logger, options: { queue?: string; noteWithinMs?: number } = {}) {
+  /**
+   * `noteWithinMs`: a runner note waits at most this long for a record pipeline to travel with (well under the job lock).
+   * `ring`: seals the responses of the records written with one. `groupResponses`: responses of one job recorded in
+   * one pipeline are sealed together (FORWARD_RESPONSE_SEALING=group); without it each on its own.
+   */
+  constructor(redis: Redis, prefix: string, logger: Logger, options: { queue?: string; noteWithinMs?: number; ring?: KeyRing; groupResponses?: boolean } = {}) {
     this.#redis = redis;
     this.#sharded = isCluster(redis);
     this.#prefix = prefix;
     this.#queue = options.queue ?? 'forward';
     this.#logger = logger;
     this.#noteWithinMs = options.noteWithinMs ?? 1_000;
+    this.#ring = options.ring;
+    this.#groupResponses = options.groupResponses ?? true;
     // Sent as EVALSHA (ioredis loads the script when Redis does not know it); one definition per connection.
     if (!('recordAndReply' in redis)) redis.defineCommand('recordAndReply', { lua: RECORD_AND_REPLY });
   }
 
   /** Resolves once the record is in Redis (and the reply published). */
   write(write: RecordWrite): Promise<void> {
+    if (write.response !== undefined && (this.#ring === undefined || !('ok' in write.record) || !write.record.ok)) {
+      return Promise.reject(new TypeError('a response in clear needs an ok record and a recorder with a key ring'));
+    }
     return new Promise<void>((resolve, reject) => {
       this.#pending.push({ write, resolve, reject });
       this.#schedule();
@@ -158,6 +184,61 @@ export class ForwardRecorder {
     return false;
   }
 
+  /**
+   * Seals the responses of a flush's records into their records. Responses of one job up to GROUP_MEMBER_BYTES are
+   * sealed together, up to GROUP_BYTES a group (one cipher set-up for the group instead of one per response), each
+   * group handed to `store` to be written before the records; `alone`, larger responses, a group that would hold one
+   * response, and every response without FORWARD_RESPONSE_SEALING=group are sealed on their own. Returns each grouped
+   * record's group field.
+   */
+  #sealResponses(batch: readonly Pending[], alone: ReadonlySet<Pending>, store: (jobId: string, field: string, text: string) => void): Map<Pending, string> {
+    const ring = this.#ring as KeyRing;
+    const groupOf = new Map<Pending, string>();
+    const byJob = new Map<string, Pending[]>();
+    const sealAlone = (p: Pending): void => {
+      resultOf(p).response = sealResponse(ring, p.write.forwardId, p.write.response as ResponseParts);
+    };
+    for (const p of batch) {
+      const { response } = p.write;
+      if (response === undefined) continue;
+      if (!this.#groupResponses || alone.has(p) || response.body.length > GROUP_MEMBER_BYTES) {
+        sealAlone(p);
+        continue;
+      }
+      const members = byJob.get(p.write.jobId);
+      if (members === undefined) byJob.set(p.write.jobId, [p]);
+      else members.push(p);
+    }
+    const close = (jobId: string, members: Pending[]): void => {
+      if (members.length === 1) {
+        sealAlone(members[0] as Pending);
+        return;
+      }
+      const field = `${this.#groupPrefix}${(this.#groups++).toString(36)}`;
+      store(jobId, field, sealResponseGroup(ring, jobId, field, members.map((p) => ({ id: p.write.forwardId, parts: p.write.response as ResponseParts }))));
+      for (const p of members) {
+        resultOf(p).response = field;
+        groupOf.set(p, field);
+      }
+    };
+    for (const [jobId, members] of byJob) {
+      let group: Pending[] = [];
+      let bytes = 0;
+      for (const p of members) {
+        const size = (p.write.response as ResponseParts).body.length;
+        if (group.length > 0 && bytes + size > GROUP_BYTES) {
+          close(jobId, group);
+          group = [];
+          bytes = 0;
+        }
+        group.push(p);
+        bytes += size;
+      }
+      close(jobId, group);
+    }
+    return groupOf;
+  }
+
   /** A flush soon, for records; runner notes alone only when `notesDue` (their timer fired). */
   #schedule(notesDue = false): void {
     if (this.#scheduled || this.#flushing) return;
@@ -191,16 +272,34 @@ export class ForwardRecorder {
       answers.push([p]);
     };
     const replies = new Map<string, Pending[]>();
+    const direct: Pending[] = [];
     for (const p of batch) {
       const { write } = p;
       if (write.replyTo !== undefined && !('moved' in write.record)) {
         const group = replies.get(write.replyTo);
         if (group === undefined) replies.set(write.replyTo, [p]);
         else group.push(p);
-        continue;
-      }
-      plain(p);
+      } else direct.push(p);
     }
+    let groupOf: Map<Pending, string>;
+    try {
+      // A lone record with a reply carries its result in the reply: its response is sealed on its own.
+      const alone = new Set([...replies.values()].filter((group) => group.length === 1).flat());
+      groupOf = this.#sealResponses(batch, alone, (jobId, field, text) => {
+        // Before the records that name it, on the same connection: whoever reads such a record finds its group.
+        pipeline.hset(key(jobId), field, text);
+        answers.push([]);
+      });
+    } catch (err) {
+      this.#logger.warn({ records: batch.length, ...errorSummary(err) }, 'could not seal forward responses');
+      for (const p of batch) p.reject(err);
+      for (const c of claims) this.#claims.push(c);
+      for (const note of runners) this.#runners.push(note);
+      this.#flushing = false;
+      this.#schedule();
+      return;
+    }
+    for (const p of direct) plain(p);
     // Records with replies. A reply only ever carries the outcome Redis kept: a record that finds another already
     // there (a second runner of the same forward) must not announce its own.
     // - Several records for one api: written as they are, and the reply points at them (ids and their jobs); the api
@@ -212,7 +311,12 @@ export class ForwardRecorder {
     for (const [channel, group] of replies) {
       if (group.length > 1) {
         for (const p of group) plain(p);
-        const pointers = JSON.stringify(group.map(({ write }) => ({ id: write.forwardId, ok: true, job: write.jobId }) satisfies ReplyMessage));
+        const pointers = JSON.stringify(
+          group.map((p): ReplyMessage => {
+            const g = groupOf.get(p);
+            return g === undefined ? { id: p.write.forwardId, ok: true, job: p.write.jobId } : { id: p.write.forwardId, ok: true, job: p.write.jobId, g };
+          }),
+        );
         if (this.#sharded) pipeline.spublish(channel, pointers);
         else pipeline.publish(channel, pointers);
         answers.push([]);
@@ -276,6 +380,11 @@ return stored`;
 
 interface RecordCommands {
   recordAndReply(numberOfKeys: number, ...keysAndArgs: string[]): unknown;
+}
+
+/** The result of an ok record written with its response in clear (RecordWrite.response). */
+function resultOf(p: Pending): ForwardResult {
+  return (p.write.record as Extract<ForwardRecord, { ok: true }>).result;
 }
 
 /** A reply without the result: the api reads the forward's record instead. */

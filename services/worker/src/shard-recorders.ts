@@ -16,7 +16,7 @@ export type Recorder = Pick<ForwardRecorder, 'write' | 'claimStart' | 'markRunne
 export class ShardRecorders implements Recorder {
   readonly #recorders: ForwardRecorder[];
 
-  constructor(redis: Redis, prefixes: readonly string[], logger: Logger, options: { noteWithinMs?: number } = {}) {
+  constructor(redis: Redis, prefixes: readonly string[], logger: Logger, options: ConstructorParameters<typeof ForwardRecorder>[3] = {}) {
     this.#recorders = prefixes.map((prefix) => new ForwardRecorder(redis, prefix, logger, options));
   }
 

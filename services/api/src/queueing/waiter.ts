@@ -6,8 +6,15 @@ import type { Logger } from '@mtls-relay/shared/logging';
 /** Reads a finished job's outcome from Redis; null while the job is not finished (or is gone). */
 export type FinalOutcome = (jobId: string, jobName: JobName) => Promise<ReplyMessage | null>;
 
-/** Reads the records replies pointed at (forward id, and the job whose hash holds it), several at once. */
-export type PointedOutcomes = (pointers: ReadonlyArray<{ id: string; job: string }>) => Promise<Map<string, ReplyMessage>>;
+/** A reply's pointer: the forward, the job whose hash holds its record, and the response group read with it. */
+export interface Pointer {
+  id: string;
+  job: string;
+  g?: string;
+}
+
+/** Reads the records replies pointed at, several at once. */
+export type PointedOutcomes = (pointers: readonly Pointer[]) => Promise<Map<string, ReplyMessage>>;
 
 interface Waiting {
   readonly jobName: JobName;
@@ -119,14 +126,16 @@ export class ResultWaiter {
     } catch {
       return;
     }
-    const pointers: Array<{ id: string; job: string }> = [];
+    const pointers: Pointer[] = [];
     for (const message of Array.isArray(parsed) ? (parsed as ReplyMessage[]) : [parsed as ReplyMessage]) {
       const entry = this.#waiting.get(message.id);
       if (entry === undefined) continue;
       if (message.ok && message.result === undefined) {
         // A pointer (the result was too large to inline, or several records went without their results): the outcome
         // is the record Redis kept.
-        if (typeof message.job === 'string' && entry.jobName === 'forward' && this.#pointed !== undefined) pointers.push({ id: message.id, job: message.job });
+        if (typeof message.job === 'string' && entry.jobName === 'forward' && this.#pointed !== undefined) {
+          pointers.push(typeof message.g === 'string' ? { id: message.id, job: message.job, g: message.g } : { id: message.id, job: message.job });
+        }
         else this.#readFinal(message.id, entry.jobName);
         continue;
       }
@@ -141,7 +150,7 @@ export class ResultWaiter {
       .catch(() => this.#settle(jobId, null));
   }
 
-  #readPointed(pointers: Array<{ id: string; job: string }>): void {
+  #readPointed(pointers: Pointer[]): void {
     void (this.#pointed as PointedOutcomes)(pointers)
       .catch(() => new Map<string, ReplyMessage>())
       .then((found) => {

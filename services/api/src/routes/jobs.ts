@@ -3,7 +3,7 @@ import type { Request, Response, Router } from 'express';
 import type { KeyRing } from '@mtls-relay/shared/crypto';
 import { RelayError } from '@mtls-relay/shared/errors';
 import type { ForwardRecords, ForwardView } from '@mtls-relay/shared/forward-records';
-import { openResponse } from '@mtls-relay/shared/jobs';
+import { forwardResultSchema, responseOf } from '@mtls-relay/shared/jobs';
 import { groupHeaders } from '@mtls-relay/shared/http';
 import { jobLocation, sendOutcome } from '../respond.ts';
 
@@ -34,7 +34,9 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
   router.get('/mtls/jobs/:jobId', async (req: Request, res: Response) => {
     const view = await load(req, res);
     const outcome = view.outcome;
-    const result = outcome?.ok === true ? (outcome.result as { status: number; response: string; mtls: { used: boolean; certificateId?: string } }) : undefined;
+    const parsed = outcome?.ok === true ? forwardResultSchema.safeParse(outcome.result) : undefined;
+    if (parsed?.success === false) throw new RelayError('internal', 'the job result is not readable');
+    const result = parsed?.data;
     res.setHeader('Cache-Control', 'no-store');
     res.json({
       id: view.id,
@@ -43,7 +45,7 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
       createdAt: new Date(view.createdAt).toISOString(),
       finishedAt: view.finishedAt === undefined ? null : new Date(view.finishedAt).toISOString(),
       mtls: result?.mtls ?? null,
-      response: result === undefined ? null : { status: result.status, headers: headerObject(openResponse(deps.ring, view.id, result.response).headers) },
+      response: result === undefined ? null : { status: result.status, headers: headerObject(responseOf(deps.ring, view.id, result, outcome?.ok === true ? outcome.parts : undefined).headers) },
       error: outcome?.ok === false ? outcome.error : null,
     });
   });

@@ -4,8 +4,8 @@ import type { KeyRing } from '@mtls-relay/shared/crypto';
 import { encodeFailure, RelayError, relayErrorOf, toErrorPayload } from '@mtls-relay/shared/errors';
 import type { ForwardRecord } from '@mtls-relay/shared/forward-records';
 import { relayableResponseHeaders } from '@mtls-relay/shared/http';
-import { batchRequestReader, forwardBatchSchema, sealRequest, sealResponse } from '@mtls-relay/shared/jobs';
-import type { ForwardBatch, ForwardBatchResult, ForwardEntry, ForwardResult, HeaderList, RequestParts } from '@mtls-relay/shared/jobs';
+import { batchRequestReader, forwardBatchSchema, sealRequest } from '@mtls-relay/shared/jobs';
+import type { ForwardBatch, ForwardBatchResult, ForwardEntry, ForwardResult, HeaderList, RequestParts, ResponseParts } from '@mtls-relay/shared/jobs';
 import { errorSummary } from '@mtls-relay/shared/logging';
 import type { Logger } from '@mtls-relay/shared/logging';
 import { parseTargetUrl } from '@mtls-relay/shared/url';
@@ -104,7 +104,8 @@ async function runForward(deps: ForwardDeps, run: RunContext, entry: ForwardEntr
   const ids = { jobId: entry.id, accountId: entry.accountId, requestId: entry.requestId };
   const log = deps.logger;
   const started = Date.now();
-  const record = (r: ForwardRecord): Promise<void> => deps.recorder.write({ jobId: run.jobId, forwardId: entry.id, record: r, replyTo: entry.replyTo });
+  const record = (r: ForwardRecord, response?: ResponseParts): Promise<void> =>
+    deps.recorder.write({ jobId: run.jobId, forwardId: entry.id, record: r, replyTo: entry.replyTo, ...(response === undefined ? {} : { response }) });
   const fail = async (err: RelayError): Promise<void> => {
     await record({ a: entry.accountId, n: run.attempt, ok: false, error: toErrorPayload(err) });
     deps.observer.forwardFailed(err.code);
@@ -127,10 +128,11 @@ async function runForward(deps: ForwardDeps, run: RunContext, entry: ForwardEntr
     return;
   }
   let result: ForwardResult;
+  let response: ResponseParts;
   let request: RequestParts | undefined;
   try {
     request = run.requestOf(entry);
-    result = await forwardOnce(deps, entry, request, run.lastAttempt);
+    ({ result, response } = await forwardOnce(deps, entry, request, run.lastAttempt));
   } catch (caught) {
     const err = toRelayError(caught);
     const next = afterFailure(err, entry, run.lastAttempt);
@@ -164,11 +166,12 @@ async function runForward(deps: ForwardDeps, run: RunContext, entry: ForwardEntr
     return;
   }
   log.info({ ...ids, status: result.status, bytes: result.bodyBytes, mtls: result.mtls.used, attempt: run.attempt, ms: Date.now() - started }, 'forwarded');
-  await record({ a: entry.accountId, n: run.attempt, ok: true, result });
+  await record({ a: entry.accountId, n: run.attempt, ok: true, result }, response);
   deps.observer.forwardCompleted(result);
 }
 
-async function forwardOnce(deps: ForwardDeps, entry: ForwardEntry, request: RequestParts, lastAttempt: boolean): Promise<ForwardResult> {
+/** The result, and the response in clear: the recorder seals it into `result.response` as it writes the record. */
+async function forwardOnce(deps: ForwardDeps, entry: ForwardEntry, request: RequestParts, lastAttempt: boolean): Promise<{ result: ForwardResult; response: ResponseParts }> {
   const url = parseTargetUrl(entry.url + request.query, { allowHttp: deps.allowHttp });
   const resolution = await deps.resolver.resolve(entry.accountId, entry.serviceName, url);
   if (resolution.material === null && (entry.requireCertificate || resolution.hostRequiresCertificate)) {
@@ -194,12 +197,15 @@ async function forwardOnce(deps: ForwardDeps, entry: ForwardEntry, request: Requ
     });
   }
   return {
-    v: 1,
-    status: response.status,
-    response: sealResponse(deps.ring, entry.id, { headers: relayableResponseHeaders(response.headers), body: response.body }),
-    bodyBytes: response.body.length,
-    mtls: resolution.material === null ? { used: false } : { used: true, certificateId: resolution.material.id },
-    finishedAt: Date.now(),
+    result: {
+      v: 1,
+      status: response.status,
+      response: '',
+      bodyBytes: response.body.length,
+      mtls: resolution.material === null ? { used: false } : { used: true, certificateId: resolution.material.id },
+      finishedAt: Date.now(),
+    },
+    response: { headers: relayableResponseHeaders(response.headers), body: response.body },
   };
 }
 
