@@ -45,6 +45,18 @@ export interface AppDeps extends ForwardRouteDeps {
 
 const PROBE_PATHS: ReadonlySet<string> = new Set(['/healthz', '/readyz', '/metrics']);
 
+/**
+ * The first path segments under which the open routers (health, docs, console) answer. A request elsewhere — every
+ * forward — passes them by with one lookup instead of being matched against each of their routes in turn.
+ */
+const OPEN_SEGMENTS: ReadonlySet<string> = new Set(['healthz', 'readyz', 'openapi.json', 'docs', 'console']);
+
+function firstSegment(path: string): string {
+  const end = path.indexOf('/', 1);
+  // Express matches routes case-insensitively (the routers' default), so the segment is compared in lower case.
+  return (end === -1 ? path.slice(1) : path.slice(1, end)).toLowerCase();
+}
+
 /** Builds the Express app from its dependencies; no I/O of its own. */
 export function createApp(deps: AppDeps): Express {
   const app = express();
@@ -75,9 +87,13 @@ export function createApp(deps: AppDeps): Express {
   if (deps.metrics !== undefined) app.use(deps.metrics.middleware());
 
   app.use(requestHygiene({ maxHeaderCount: deps.maxHeaderCount ?? 100 }));
-  app.use(healthRouter({ checks: deps.readiness, isShuttingDown: deps.isShuttingDown }));
-  app.use(docsRouter());
-  app.use(consoleRouter());
+  // Open routes, before authentication; a request for none of them leaves this router at its first layer.
+  const open = express.Router();
+  open.use((req, _res, next) => next(OPEN_SEGMENTS.has(firstSegment(req.path)) ? undefined : 'router'));
+  open.use(healthRouter({ checks: deps.readiness, isShuttingDown: deps.isShuttingDown }));
+  open.use(docsRouter());
+  open.use(consoleRouter());
+  app.use(open);
   if (deps.authenticate !== undefined) app.use(deps.authenticate);
   app.use(forwardRouter(deps));
   app.use(whoamiRouter());
