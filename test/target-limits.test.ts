@@ -49,6 +49,13 @@ describe('target client limits', () => {
         res.end();
         return;
       }
+      if (req.url?.startsWith('/hints')) {
+        // An interim answer first (103 Early Hints), then the final one with a repeated header.
+        res.writeEarlyHints({ link: '</style.css>; rel=preload; as=style' });
+        res.writeHead(201, [['content-type', 'text/plain'], ['set-cookie', 'a=1'], ['set-cookie', 'b=2']]);
+        res.end('final');
+        return;
+      }
       if (req.url?.startsWith('/drip')) {
         // A byte every 50 ms: never idle long enough for the body timeout, so only the whole-attempt deadline ends it.
         res.writeHead(200, { 'content-type': 'text/plain' });
@@ -83,6 +90,14 @@ describe('target client limits', () => {
     expect(exact.body.length).toBe(LIMIT);
     expect(exact.body.every((b) => b === 0x62)).toBe(true);
     expect((await send('/small')).body.toString()).toBe('ok');
+  });
+
+  it('skips an interim 1xx answer and returns the final one: status, every header line, the body', async () => {
+    const r = await send('/hints');
+    expect(r.status).toBe(201);
+    expect(r.body.toString()).toBe('final');
+    expect(r.headers.filter(([n]) => n === 'set-cookie').map(([, v]) => v)).toEqual(['a=1', 'b=2']);
+    expect(r.headers.some(([n]) => n === 'link')).toBe(false);
   });
 
   it('refuses a declared size over the limit, and a chunked body that grows past it, as response_too_large', async () => {

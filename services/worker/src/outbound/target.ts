@@ -171,26 +171,25 @@ export class TargetClient {
     const dispatcher = this.agentFor(req.material, req.roots);
     const flat: string[] = [];
     for (const [name, value] of req.headers) flat.push(name, value);
-    let response: Dispatcher.ResponseData;
     const deadline = this.#deadlines.start();
     try {
-      response = await dispatcher.request({
-        origin: req.url.origin,
-        path: req.url.pathAndQuery,
-        method: req.method as Dispatcher.HttpMethod,
-        headers: flat,
-        body: req.body.length === 0 ? null : req.body,
-        signal: deadline.signal,
-        headersTimeout: this.#opts.headersTimeoutMs,
-        bodyTimeout: this.#opts.bodyTimeoutMs,
+      return await new Promise<TargetResponse>((resolve, reject) => {
+        const exchange = new Exchange(this.#opts.responseLimitBytes, deadline.signal, resolve, (err, answered) =>
+          reject(classifyTransportError(answered ? err : this.#withTlsAlert(err))),
+        );
+        dispatcher.dispatch(
+          {
+            origin: req.url.origin,
+            path: req.url.pathAndQuery,
+            method: req.method as Dispatcher.HttpMethod,
+            headers: flat,
+            body: req.body.length === 0 ? null : req.body,
+            headersTimeout: this.#opts.headersTimeoutMs,
+            bodyTimeout: this.#opts.bodyTimeoutMs,
+          },
+          exchange,
+        );
       });
-    } catch (err) {
-      deadline.done();
-      throw classifyTransportError(this.#withTlsAlert(err));
-    }
-    try {
-      const body = await this.#readBody(response);
-      return { status: response.statusCode, headers: flattenHeaders(response.headers), body };
     } finally {
       deadline.done();
     }
@@ -206,28 +205,89 @@ export class TargetClient {
     return Object.assign(new Error(`TLS alert ${alert}`, { cause: err }), { code: alert });
   }
 
-  async #readBody(response: Dispatcher.ResponseData): Promise<Buffer> {
-    const declared = Number(response.headers['content-length']);
-    if (Number.isFinite(declared) && declared > this.#opts.responseLimitBytes) {
-      response.body.destroy();
-      throw new RelayError('response_too_large', `the response declares ${declared} bytes; the limit is ${this.#opts.responseLimitBytes}`);
-    }
-    try {
-      // undici enforces the limit while reading (maxResponseSize on every agent): it closes the connection and fails
-      // the body with UND_ERR_RES_EXCEEDED_MAX_SIZE, which classifyTransportError reads as response_too_large.
-      const bytes = await response.body.bytes();
-      return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    } catch (err) {
-      throw classifyTransportError(err);
-    }
-  }
-
   async close(): Promise<void> {
     const all = [...[...this.#agents.values()].map((e) => e.agent), ...(this.#plain === undefined ? [] : [this.#plain])];
     this.#agents.clear();
     this.#keyOf.clear();
     this.#plain = undefined;
     await Promise.allSettled(all.map((a) => a.close()));
+  }
+}
+
+/**
+ * One request to a target through undici's dispatch API: the answer's status, headers and body bytes, collected as
+ * they arrive. undici's request() wraps the same exchange in an async resource, a Readable stream for the body and
+ * the stream's consumer; a relay reads every body whole into memory (bounded by the agents' maxResponseSize, which
+ * undici enforces on dispatch too), so it keeps the chunks itself. `fail` learns whether the target had answered:
+ * errors before an answer may be a TLS alert the connector saw.
+ */
+class Exchange implements Dispatcher.DispatchHandler {
+  readonly #limit: number;
+  readonly #signal: AbortSignal;
+  readonly #resolve: (response: TargetResponse) => void;
+  readonly #fail: (err: unknown, answered: boolean) => void;
+  #controller: Dispatcher.DispatchController | undefined;
+  #status = 0;
+  #headers: HeaderList = [];
+  #chunks: Buffer[] = [];
+  #answered = false;
+  #settled = false;
+
+  constructor(limit: number, signal: AbortSignal, resolve: (response: TargetResponse) => void, fail: (err: unknown, answered: boolean) => void) {
+    this.#limit = limit;
+    this.#signal = signal;
+    this.#resolve = resolve;
+    this.#fail = fail;
+    // The whole-attempt deadline: aborted at any stage, the exchange fails with the signal's reason.
+    signal.addEventListener('abort', this.#onAbort, { once: true });
+  }
+
+  readonly #onAbort = (): void => {
+    const reason = this.#signal.reason as Error;
+    if (this.#controller !== undefined) this.#controller.abort(reason);
+    this.#settle(reason);
+  };
+
+  #settle(err: unknown): void {
+    if (this.#settled) return;
+    this.#settled = true;
+    this.#signal.removeEventListener('abort', this.#onAbort);
+    if (err === undefined) {
+      const body = this.#chunks.length === 1 ? (this.#chunks[0] as Buffer) : Buffer.concat(this.#chunks);
+      this.#resolve({ status: this.#status, headers: this.#headers, body });
+    } else this.#fail(err, this.#answered);
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.#controller = controller;
+    if (this.#signal.aborted) controller.abort(this.#signal.reason as Error);
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+    // 1xx answers are interim: the final one follows.
+    if (statusCode < 200 || this.#settled) return;
+    this.#answered = true;
+    const declared = Number(headers['content-length']);
+    if (Number.isFinite(declared) && declared > this.#limit) {
+      const err = new RelayError('response_too_large', `the response declares ${declared} bytes; the limit is ${this.#limit}`);
+      controller.abort(err);
+      this.#settle(err);
+      return;
+    }
+    this.#status = statusCode;
+    this.#headers = flattenHeaders(headers);
+  }
+
+  onResponseData(_controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (!this.#settled) this.#chunks.push(chunk);
+  }
+
+  onResponseEnd(): void {
+    this.#settle(undefined);
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    this.#settle(err);
   }
 }
 
