@@ -167,6 +167,38 @@ describe('secrets at rest in Redis', () => {
     expect(scan.findings).toEqual([]);
   });
 
+  it('FORWARD_RESPONSE_SEALING=forward: a worker seals each response on its own, the format older apis read', async () => {
+    // The relay's worker makes way for one with the setting, as during an upgrade in which older apis still run.
+    const current = relay.workers.splice(0, 1);
+    await Promise.all(current.map((w) => w.stop()));
+    const older = await relay.startWorker({ FORWARD_RESPONSE_SEALING: 'forward' });
+    try {
+      const bodies = Array.from({ length: 16 }, (_, i) => `{"n":${i},"card":"${marker('alone')}"}`);
+      const answers = await Promise.all(
+        bodies.map(async (body) => {
+          const res = await request(`${relay.api.url}/mtls/account/${account}`, {
+            method: 'POST',
+            headers: { ...relay.auth(), 'lp-forward-url': `${target.url}/sync`, 'lp-service-name': 'pay', 'content-type': 'application/json' },
+            body,
+          });
+          return { id: String(res.headers['lp-job-id']), status: res.statusCode, text: await res.body.text(), body };
+        }),
+      );
+      for (const a of answers) {
+        expect(a.status).toBe(200);
+        expect((JSON.parse(a.text) as { got: string }).got).toBe(a.body);
+        const key = `${relay.prefix}:forward:${batchIdOf(a.id)}`;
+        const record = JSON.parse((await relay.client.hget(key, `r:${a.id}`)) ?? '{}') as { result?: { response?: string } };
+        expect(record.result?.response).toMatch(/^s1\./);
+        expect((await relay.client.hkeys(key)).filter((f) => f.startsWith('g:'))).toEqual([]);
+      }
+    } finally {
+      relay.workers.splice(relay.workers.indexOf(older), 1);
+      await older.stop();
+      await relay.startWorker();
+    }
+  });
+
   it('FORWARD_REQUEST_SEALING=forward writes the older format (each request sealed on its own), which the workers still read', async () => {
     // A second api on the same Redis and workers, as during a rolling upgrade whose older workers still run.
     const older = await startService('api', { ...relay.env, FORWARD_REQUEST_SEALING: 'forward' });
