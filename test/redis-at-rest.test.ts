@@ -128,27 +128,35 @@ describe('secrets at rest in Redis', () => {
     expect(record.result?.response).toMatch(/^s1\./);
   });
 
+  /**
+   * 16 forwards at once, each with its own body (which the target echoes): every caller must get the response to its
+   * own request. Each forward's id, body and the `response` its record holds (a sealed piece or a group's field).
+   */
+  const burst = async (label: string): Promise<Array<{ id: string; body: string; response: string }>> => {
+    const bodies = Array.from({ length: 16 }, (_, i) => `{"n":${i},"card":"${marker(label)}"}`);
+    return Promise.all(
+      bodies.map(async (body) => {
+        const res = await request(`${relay.api.url}/mtls/account/${account}`, {
+          method: 'POST',
+          headers: { ...relay.auth(), 'lp-forward-url': `${target.url}/sync`, 'lp-service-name': 'pay', 'content-type': 'application/json' },
+          body,
+        });
+        const id = String(res.headers['lp-job-id']);
+        const text = await res.body.text();
+        expect(res.statusCode).toBe(200);
+        expect((JSON.parse(text) as { got: string }).got).toBe(body);
+        const record = JSON.parse((await relay.client.hget(`${relay.prefix}:forward:${batchIdOf(id)}`, `r:${id}`)) ?? '{}') as { result?: { response?: string } };
+        return { id, body, response: record.result?.response ?? '' };
+      }),
+    );
+  };
+
   it('responses recorded together are sealed in one group in their job; every caller and every poll gets its own response', async () => {
     // Forwards answered at once: the worker records them in one pipeline, their small responses sealed together.
     let grouped: { id: string; body: string } | undefined;
-    for (let burst = 0; burst < 5 && grouped === undefined; burst++) {
-      const bodies = Array.from({ length: 16 }, (_, i) => `{"n":${i},"card":"${marker('grouped')}"}`);
-      const answers = await Promise.all(
-        bodies.map(async (body) => {
-          const res = await request(`${relay.api.url}/mtls/account/${account}`, {
-            method: 'POST',
-            headers: { ...relay.auth(), 'lp-forward-url': `${target.url}/sync`, 'lp-service-name': 'pay', 'content-type': 'application/json' },
-            body,
-          });
-          return { id: String(res.headers['lp-job-id']), status: res.statusCode, text: await res.body.text(), body };
-        }),
-      );
-      for (const a of answers) {
-        expect(a.status).toBe(200);
-        // The target echoes the request body: each caller gets the response to its own request.
-        expect((JSON.parse(a.text) as { got: string }).got).toBe(a.body);
-        const record = JSON.parse((await relay.client.hget(`${relay.prefix}:forward:${batchIdOf(a.id)}`, `r:${a.id}`)) ?? '{}') as { result?: { response?: string } };
-        if (record.result?.response?.startsWith('g:') === true) grouped ??= { id: a.id, body: a.body };
+    for (let round = 0; round < 5 && grouped === undefined; round++) {
+      for (const a of await burst('grouped')) {
+        if (a.response.startsWith('g:')) grouped ??= { id: a.id, body: a.body };
       }
     }
     expect(grouped).toBeDefined();
@@ -173,24 +181,9 @@ describe('secrets at rest in Redis', () => {
     await Promise.all(current.map((w) => w.stop()));
     const older = await relay.startWorker({ FORWARD_RESPONSE_SEALING: 'forward' });
     try {
-      const bodies = Array.from({ length: 16 }, (_, i) => `{"n":${i},"card":"${marker('alone')}"}`);
-      const answers = await Promise.all(
-        bodies.map(async (body) => {
-          const res = await request(`${relay.api.url}/mtls/account/${account}`, {
-            method: 'POST',
-            headers: { ...relay.auth(), 'lp-forward-url': `${target.url}/sync`, 'lp-service-name': 'pay', 'content-type': 'application/json' },
-            body,
-          });
-          return { id: String(res.headers['lp-job-id']), status: res.statusCode, text: await res.body.text(), body };
-        }),
-      );
-      for (const a of answers) {
-        expect(a.status).toBe(200);
-        expect((JSON.parse(a.text) as { got: string }).got).toBe(a.body);
-        const key = `${relay.prefix}:forward:${batchIdOf(a.id)}`;
-        const record = JSON.parse((await relay.client.hget(key, `r:${a.id}`)) ?? '{}') as { result?: { response?: string } };
-        expect(record.result?.response).toMatch(/^s1\./);
-        expect((await relay.client.hkeys(key)).filter((f) => f.startsWith('g:'))).toEqual([]);
+      for (const a of await burst('alone')) {
+        expect(a.response).toMatch(/^s1\./);
+        expect((await relay.client.hkeys(`${relay.prefix}:forward:${batchIdOf(a.id)}`)).filter((f) => f.startsWith('g:'))).toEqual([]);
       }
     } finally {
       relay.workers.splice(relay.workers.indexOf(older), 1);
