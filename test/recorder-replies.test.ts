@@ -12,7 +12,7 @@ import { createKeyRing } from '../packages/shared/src/crypto.ts';
 import { SealError } from '../packages/shared/src/crypto.ts';
 import { ForwardRecords, forwardIdOf, jobKey, newBatchId, parseRecord, recordField } from '../packages/shared/src/forward-records.ts';
 import type { ForwardRecord } from '../packages/shared/src/forward-records.ts';
-import { openResponseGroup, responseOf, sealResponse } from '../packages/shared/src/jobs.ts';
+import { openResponseGroup, responseOf, sealResponse } from '../packages/shared/src/sealed-parts.ts';
 import type { ForwardResult, ReplyMessage, ResponseParts } from '../packages/shared/src/jobs.ts';
 import { createLogger } from '../packages/shared/src/logging.ts';
 import { ForwardRecorder } from '../services/worker/src/recorder.ts';

@@ -6,7 +6,8 @@ import { Queue } from 'bullmq';
 import { vi } from 'vitest';
 import { createKeyRing } from '../../packages/shared/src/crypto.ts';
 import { ForwardRecords, forwardIdOf, newBatchId } from '../../packages/shared/src/forward-records.ts';
-import { queueOptions, sealRequest } from '../../packages/shared/src/jobs.ts';
+import { queueOptions } from '../../packages/shared/src/jobs.ts';
+import { sealRequest } from '../../packages/shared/src/sealed-parts.ts';
 import type { ForwardBatch } from '../../packages/shared/src/jobs.ts';
 import type { Relay } from './relay.ts';
 

@@ -3,7 +3,8 @@ import type { Redis } from 'ioredis';
 import type { KeyRing } from './crypto.ts';
 import { asErrorPayload, isErrorCode, ownFailure } from './errors.ts';
 import type { ErrorPayload } from './errors.ts';
-import { forwardEntrySchema, forwardResultSchema, isResponseGroupField, MAX_BATCH_FORWARDS, openResponseGroup } from './jobs.ts';
+import { forwardEntrySchema, forwardResultSchema, isResponseGroupField, MAX_BATCH_FORWARDS } from './jobs.ts';
+import { openResponseGroup } from './sealed-parts.ts';
 import type { ForwardResult, ReplyMessage, ResponseParts } from './jobs.ts';
 
 /**

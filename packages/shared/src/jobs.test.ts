@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { createKeyRing, SealError } from './crypto.ts';
-import { batchRequestReader, forwardBatchSchema, openBatchRequests, sealBatchRequests, sealRequest } from './jobs.ts';
+import { forwardBatchSchema } from './jobs.ts';
+import { batchRequestReader, openBatchRequests, sealBatchRequests, sealRequest } from './sealed-parts.ts';
 import type { ForwardEntry, RequestParts } from './jobs.ts';
 
 const ring = createKeyRing(randomBytes(32));

@@ -2,7 +2,8 @@ import type { Response } from 'express';
 import type { KeyRing } from '@mtls-relay/shared/crypto';
 import { fromErrorPayload, RelayError } from '@mtls-relay/shared/errors';
 import { groupHeaders } from '@mtls-relay/shared/http';
-import { forwardResultSchema, responseOf } from '@mtls-relay/shared/jobs';
+import { forwardResultSchema } from '@mtls-relay/shared/jobs';
+import { responseOf } from '@mtls-relay/shared/sealed-parts';
 import type { ReplyMessage, ResponseParts } from '@mtls-relay/shared/jobs';
 import { sendProblem } from './problem.ts';
 

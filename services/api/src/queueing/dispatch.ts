@@ -1,7 +1,8 @@
 import type { KeyRing } from '@mtls-relay/shared/crypto';
 import { RelayError } from '@mtls-relay/shared/errors';
 import { forwardIdOf, newBatchId } from '@mtls-relay/shared/forward-records';
-import { MAX_BATCH_FORWARDS, sealBatchRequests, sealRequest } from '@mtls-relay/shared/jobs';
+import { MAX_BATCH_FORWARDS } from '@mtls-relay/shared/jobs';
+import { sealBatchRequests, sealRequest } from '@mtls-relay/shared/sealed-parts';
 import type { ForwardBatch, ForwardEntry, ForwardMethod, HeaderList, ReplyMessage } from '@mtls-relay/shared/jobs';
 import type { Logger } from '@mtls-relay/shared/logging';
 import { errorSummary } from '@mtls-relay/shared/logging';

@@ -3,7 +3,8 @@ import type { Request, Response, Router } from 'express';
 import type { KeyRing } from '@mtls-relay/shared/crypto';
 import { RelayError } from '@mtls-relay/shared/errors';
 import type { ForwardRecords, ForwardView } from '@mtls-relay/shared/forward-records';
-import { forwardResultSchema, responseOf } from '@mtls-relay/shared/jobs';
+import { forwardResultSchema } from '@mtls-relay/shared/jobs';
+import { responseOf } from '@mtls-relay/shared/sealed-parts';
 import { groupHeaders } from '@mtls-relay/shared/http';
 import { jobLocation, sendOutcome } from '../respond.ts';
 
