@@ -4,12 +4,12 @@ import type { ChainableCommander, Cluster } from 'ioredis';
 import type { KeyRing } from '@mtls-relay/shared/crypto';
 import { jobKey, outcomeOf, parseRecord, recordField } from '@mtls-relay/shared/forward-records';
 import type { ForwardRecord } from '@mtls-relay/shared/forward-records';
-import { INLINE_REPLY_LIMIT } from '@mtls-relay/shared/jobs';
-import { sealResponse, sealResponseGroup } from '@mtls-relay/shared/sealed-parts';
+import { INLINE_REPLY_LIMIT, isResponseGroupField } from '@mtls-relay/shared/jobs';
 import type { ForwardResult, ReplyMessage, ResponseParts } from '@mtls-relay/shared/jobs';
 import { errorSummary } from '@mtls-relay/shared/logging';
 import { clusterMasterOf, isCluster } from '@mtls-relay/shared/redis';
 import type { Logger } from '@mtls-relay/shared/logging';
+import { sealResponses } from './response-sealing.ts';
 
 /**
  * One finished forward: its record, and where its reply goes. `response`: the target's response in clear, for an ok
@@ -23,11 +23,6 @@ export interface RecordWrite {
   replyTo: string | undefined;
   response?: ResponseParts;
 }
-
-/** Responses with bodies up to this size are sealed in groups; a larger one is sealed on its own. */
-export const GROUP_MEMBER_BYTES = 16 * 1024;
-/** A group closes at this many body bytes, so that reading one forward's response reads little of the others'. */
-export const GROUP_BYTES = 64 * 1024;
 
 interface Pending {
   write: RecordWrite;
@@ -185,61 +180,6 @@ export class ForwardRecorder {
     return false;
   }
 
-  /**
-   * Seals the responses of a flush's records into their records. Responses of one job up to GROUP_MEMBER_BYTES are
-   * sealed together, up to GROUP_BYTES a group (one cipher set-up for the group instead of one per response), each
-   * group handed to `store` to be written before the records; `alone`, larger responses, a group that would hold one
-   * response, and every response without FORWARD_RESPONSE_SEALING=group are sealed on their own. Returns each grouped
-   * record's group field.
-   */
-  #sealResponses(batch: readonly Pending[], alone: ReadonlySet<Pending>, store: (jobId: string, field: string, text: string) => void): Map<Pending, string> {
-    const ring = this.#ring as KeyRing;
-    const groupOf = new Map<Pending, string>();
-    const byJob = new Map<string, Pending[]>();
-    const sealAlone = (p: Pending): void => {
-      resultOf(p).response = sealResponse(ring, p.write.forwardId, p.write.response as ResponseParts);
-    };
-    for (const p of batch) {
-      const { response } = p.write;
-      if (response === undefined) continue;
-      if (!this.#groupResponses || alone.has(p) || response.body.length > GROUP_MEMBER_BYTES) {
-        sealAlone(p);
-        continue;
-      }
-      const members = byJob.get(p.write.jobId);
-      if (members === undefined) byJob.set(p.write.jobId, [p]);
-      else members.push(p);
-    }
-    const close = (jobId: string, members: Pending[]): void => {
-      if (members.length === 1) {
-        sealAlone(members[0] as Pending);
-        return;
-      }
-      const field = `${this.#groupPrefix}${(this.#groups++).toString(36)}`;
-      store(jobId, field, sealResponseGroup(ring, jobId, field, members.map((p) => ({ id: p.write.forwardId, parts: p.write.response as ResponseParts }))));
-      for (const p of members) {
-        resultOf(p).response = field;
-        groupOf.set(p, field);
-      }
-    };
-    for (const [jobId, members] of byJob) {
-      let group: Pending[] = [];
-      let bytes = 0;
-      for (const p of members) {
-        const size = (p.write.response as ResponseParts).body.length;
-        if (group.length > 0 && bytes + size > GROUP_BYTES) {
-          close(jobId, group);
-          group = [];
-          bytes = 0;
-        }
-        group.push(p);
-        bytes += size;
-      }
-      close(jobId, group);
-    }
-    return groupOf;
-  }
-
   /** A flush soon, for records; runner notes alone only when `notesDue` (their timer fired). */
   #schedule(notesDue = false): void {
     if (this.#scheduled || this.#flushing) return;
@@ -282,59 +222,61 @@ export class ForwardRecorder {
         else group.push(p);
       } else direct.push(p);
     }
-    let groupOf: Map<Pending, string>;
     try {
       // A lone record with a reply carries its result in the reply: its response is sealed on its own.
       const alone = new Set([...replies.values()].filter((group) => group.length === 1).flat());
-      groupOf = this.#sealResponses(batch, alone, (jobId, field, text) => {
-        // Before the records that name it, on the same connection: whoever reads such a record finds its group.
-        pipeline.hset(key(jobId), field, text);
-        answers.push([]);
-      });
-    } catch (err) {
-      this.#logger.warn({ records: batch.length, ...errorSummary(err) }, 'could not seal forward responses');
-      for (const p of batch) p.reject(err);
-      for (const c of claims) this.#claims.push(c);
-      for (const note of runners) this.#runners.push(note);
-      this.#flushing = false;
-      this.#schedule();
-      return;
-    }
-    for (const p of direct) plain(p);
-    // Records with replies. A reply only ever carries the outcome Redis kept: a record that finds another already
-    // there (a second runner of the same forward) must not announce its own.
-    // - Several records for one api: written as they are, and the reply points at them (ids and their jobs); the api
-    //   reads what Redis kept, one HMGET per job. Through a script their results cost Redis about twice the CPU of
-    //   these commands and the api's read together (every argument is copied into Lua): the record script was the
-    //   largest share of Redis's CPU per forward under load (docs/performance.md, fifth round).
-    // - A lone record (a quiet relay, where the extra round trip would be the lone caller's): one script that
-    //   records and replies with the result, or with a pointer when the field is already set.
-    for (const [channel, group] of replies) {
-      if (group.length > 1) {
-        for (const p of group) plain(p);
-        const pointers = JSON.stringify(
-          group.map((p): ReplyMessage => {
-            const g = groupOf.get(p);
-            return g === undefined ? { id: p.write.forwardId, ok: true, job: p.write.jobId } : { id: p.write.forwardId, ok: true, job: p.write.jobId, g };
-          }),
-        );
-        if (this.#sharded) pipeline.spublish(channel, pointers);
-        else pipeline.publish(channel, pointers);
-        answers.push([]);
-        continue;
+      sealResponses(
+        this.#ring as KeyRing,
+        batch.flatMap((p) => {
+          const { jobId, forwardId, record, response } = p.write;
+          return response === undefined ? [] : [{ jobId, forwardId, result: resultOf(record), response, alone: alone.has(p) }];
+        }),
+        {
+          group: this.#groupResponses,
+          nextField: () => `${this.#groupPrefix}${(this.#groups++).toString(36)}`,
+          store: (jobId, field, text) => {
+            // Before the records that name it, on the same connection: whoever reads such a record finds its group.
+            pipeline.hset(key(jobId), field, text);
+            answers.push([]);
+          },
+        },
+      );
+      for (const p of direct) plain(p);
+      // Records with replies. A reply only ever carries the outcome Redis kept: a record that finds another already
+      // there (a second runner of the same forward) must not announce its own.
+      // - Several records for one api: written as they are, and the reply points at them (ids and their jobs); the api
+      //   reads what Redis kept, one HMGET per job. Through a script their results cost Redis about twice the CPU of
+      //   these commands and the api's read together (every argument is copied into Lua): the record script was the
+      //   largest share of Redis's CPU per forward under load (docs/performance.md, fifth round).
+      // - A lone record (a quiet relay, where the extra round trip would be the lone caller's): one script that
+      //   records and replies with the result, or with a pointer when the field is already set.
+      for (const [channel, group] of replies) {
+        if (group.length > 1) {
+          for (const p of group) plain(p);
+          const pointers = JSON.stringify(
+            group.map((p): ReplyMessage => {
+              // A failed record has no response; an ok one names its group when it was sealed in one.
+              const { record } = p.write;
+              const grouped = 'ok' in record && record.ok && isResponseGroupField(record.result.response);
+              return { id: p.write.forwardId, ok: true, job: p.write.jobId, ...(grouped ? { g: record.result.response } : {}) };
+            }),
+          );
+          if (this.#sharded) pipeline.spublish(channel, pointers);
+          else pipeline.publish(channel, pointers);
+          answers.push([]);
+          continue;
+        }
+        const args = group.flatMap(({ write }) => [
+          recordField(write.forwardId),
+          JSON.stringify(write.record),
+          replyText(write.forwardId, write.record as Exclude<ForwardRecord, { moved: true }>),
+          pointerText(write.forwardId),
+        ]);
+        pipeline.recordAndReply(group.length, ...group.map(({ write }) => key(write.jobId)), channel, this.#sharded ? '1' : '0', ...args);
+        answers.push(group);
       }
-      const args = group.flatMap(({ write }) => [
-        recordField(write.forwardId),
-        JSON.stringify(write.record),
-        replyText(write.forwardId, write.record as Exclude<ForwardRecord, { moved: true }>),
-        pointerText(write.forwardId),
-      ]);
-      pipeline.recordAndReply(group.length, ...group.map(({ write }) => key(write.jobId)), channel, this.#sharded ? '1' : '0', ...args);
-      answers.push(group);
-    }
-    for (const c of claims) pipeline.hsetnx(key(c.jobId), c.field, c.token);
-    for (const note of runners) pipeline.hset(key(note.jobId), 'runner', note.runner);
-    try {
+      for (const c of claims) pipeline.hsetnx(key(c.jobId), c.field, c.token);
+      for (const note of runners) pipeline.hset(key(note.jobId), 'runner', note.runner);
       const results = (await pipeline.exec()) ?? [];
       answers.forEach((records, i) => {
         const err = results[i]?.[0];
@@ -383,9 +325,9 @@ interface RecordCommands {
   recordAndReply(numberOfKeys: number, ...keysAndArgs: string[]): unknown;
 }
 
-/** The result of an ok record written with its response in clear (RecordWrite.response). */
-function resultOf(p: Pending): ForwardResult {
-  return (p.write.record as Extract<ForwardRecord, { ok: true }>).result;
+/** The result of an ok record written with its response in clear (RecordWrite.response; write() checks it is ok). */
+function resultOf(record: ForwardRecord): ForwardResult {
+  return (record as Extract<ForwardRecord, { ok: true }>).result;
 }
 
 /** A reply without the result: the api reads the forward's record instead. */
