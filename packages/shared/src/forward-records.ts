@@ -60,6 +60,13 @@ export function batchIdOf(forwardId: string): string | undefined {
 }
 
 export const recordField = (forwardId: string): string => `r:${forwardId}`;
+
+/** A reply's pointer: the forward, the job whose hash holds its record, and the response group read with it. */
+export interface Pointer {
+  id: string;
+  job: string;
+  g?: string;
+}
 export const jobKey = (prefix: string, queue: string, jobId: string): string => `${prefix}:${queue}:${jobId}`;
 
 /**
@@ -155,7 +162,7 @@ export class ForwardRecords {
    * the record): one HMGET per job. A forward without a finished record there is left out (the caller reads its
    * whole view instead).
    */
-  async recordedOutcomes(pointers: ReadonlyArray<{ id: string; job: string; g?: string }>): Promise<Map<string, ReplyMessage>> {
+  async recordedOutcomes(pointers: readonly Pointer[]): Promise<Map<string, ReplyMessage>> {
     const byJob = new Map<string, { ids: string[]; groups: Set<string> }>();
     for (const { id, job, g } of pointers) {
       let entry = byJob.get(job);

@@ -1,17 +1,11 @@
 import type { Redis } from 'ioredis';
 import { shardOfId } from '@mtls-relay/shared/forward-records';
+import type { Pointer } from '@mtls-relay/shared/forward-records';
 import type { JobName, ReplyMessage } from '@mtls-relay/shared/jobs';
 import type { Logger } from '@mtls-relay/shared/logging';
 
 /** Reads a finished job's outcome from Redis; null while the job is not finished (or is gone). */
 export type FinalOutcome = (jobId: string, jobName: JobName) => Promise<ReplyMessage | null>;
-
-/** A reply's pointer: the forward, the job whose hash holds its record, and the response group read with it. */
-export interface Pointer {
-  id: string;
-  job: string;
-  g?: string;
-}
 
 /** Reads the records replies pointed at, several at once. */
 export type PointedOutcomes = (pointers: readonly Pointer[]) => Promise<Map<string, ReplyMessage>>;
