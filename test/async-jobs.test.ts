@@ -10,7 +10,7 @@ import { createCA, issueCertificate } from '../scripts/lib/pki.ts';
 import { startMtlsTarget } from '../scripts/lib/mtls-target.ts';
 import type { MtlsTarget, TargetHandler } from '../scripts/lib/mtls-target.ts';
 import { Queue } from 'bullmq';
-import { forwardIdOf, newBatchId } from '../packages/shared/src/forward-records.ts';
+import { forwardIdOf, newBatchId } from '../packages/shared/src/forward-ids.ts';
 import { queueOptions } from '../packages/shared/src/jobs.ts';
 import { startRelay } from './support/relay.ts';
 import { commandCalls, commandsBetween } from '../scripts/bench/redis-stats.ts';

@@ -12,7 +12,7 @@ import { echoHandler, startMtlsTarget } from '../scripts/lib/mtls-target.ts';
 import type { MtlsTarget } from '../scripts/lib/mtls-target.ts';
 import { accountTag, shardLayout, slotOf } from '../packages/shared/src/shards.ts';
 import { loadConfig } from '../packages/shared/src/config.ts';
-import { shardOfId } from '../packages/shared/src/forward-records.ts';
+import { shardOfId } from '../packages/shared/src/forward-ids.ts';
 import { nodeCommandCalls, startTestCluster } from './support/cluster.ts';
 import type { ClusterNode, TestCluster } from './support/cluster.ts';
 import { SHORT_LOCK_ENV, startRelay } from './support/relay.ts';

@@ -8,7 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
 import { request } from 'undici';
-import { batchIdOf } from '../packages/shared/src/forward-records.ts';
+import { batchIdOf } from '../packages/shared/src/forward-ids.ts';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { registerAtRestSecret, scanRedisAtRest } from './support/at-rest.ts';
 import { createCA, issueCertificate } from '../scripts/lib/pki.ts';

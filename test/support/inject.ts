@@ -5,7 +5,8 @@
 import { Queue } from 'bullmq';
 import { vi } from 'vitest';
 import { createKeyRing } from '../../packages/shared/src/crypto.ts';
-import { ForwardRecords, forwardIdOf, newBatchId } from '../../packages/shared/src/forward-records.ts';
+import { ForwardRecords } from '../../packages/shared/src/forward-records.ts';
+import { forwardIdOf, newBatchId } from '../../packages/shared/src/forward-ids.ts';
 import { queueOptions } from '../../packages/shared/src/jobs.ts';
 import { sealRequest } from '../../packages/shared/src/sealed-parts.ts';
 import type { ForwardBatch } from '../../packages/shared/src/jobs.ts';

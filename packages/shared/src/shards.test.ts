@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { batchIdOf, forwardIdOf, newBatchId, newJobId, shardOfId } from './forward-records.ts';
+import { batchIdOf, forwardIdOf, newBatchId, newJobId, shardOfId } from './forward-ids.ts';
 import { accountTag, shardLayout, shardTag, slotOf } from './shards.ts';
 
 describe('shard layout', () => {

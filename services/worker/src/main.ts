@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { bootstrap } from '@mtls-relay/shared/bootstrap';
 import type { Bootstrap } from '@mtls-relay/shared/bootstrap';
 import { errorSummary } from '@mtls-relay/shared/logging';
-import { shardOfId } from '@mtls-relay/shared/forward-records';
+import { shardOfId } from '@mtls-relay/shared/forward-ids';
 import { JOB_NAMES, JOBS } from '@mtls-relay/shared/jobs';
 import type { JobName } from '@mtls-relay/shared/jobs';
 import { shardLayout } from '@mtls-relay/shared/shards';

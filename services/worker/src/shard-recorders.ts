@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { shardOfId } from '@mtls-relay/shared/forward-records';
+import { shardOfId } from '@mtls-relay/shared/forward-ids';
 import type { ForwardRecord } from '@mtls-relay/shared/forward-records';
 import type { Logger } from '@mtls-relay/shared/logging';
 import { ForwardRecorder } from './recorder.ts';

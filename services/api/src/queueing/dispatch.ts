@@ -1,6 +1,6 @@
 import type { KeyRing } from '@mtls-relay/shared/crypto';
 import { RelayError } from '@mtls-relay/shared/errors';
-import { forwardIdOf, newBatchId } from '@mtls-relay/shared/forward-records';
+import { forwardIdOf, newBatchId } from '@mtls-relay/shared/forward-ids';
 import { MAX_BATCH_FORWARDS } from '@mtls-relay/shared/jobs';
 import { sealBatchRequests, sealRequest } from '@mtls-relay/shared/sealed-parts';
 import type { ForwardBatch, ForwardEntry, ForwardMethod, HeaderList, ReplyMessage } from '@mtls-relay/shared/jobs';

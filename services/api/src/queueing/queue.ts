@@ -1,7 +1,8 @@
 import { Job, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { decodeFailure, RelayError } from '@mtls-relay/shared/errors';
-import { jobKey, newJobId, recordField, shardOfId } from '@mtls-relay/shared/forward-records';
+import { jobKey, recordField } from '@mtls-relay/shared/forward-records';
+import { newJobId, shardOfId } from '@mtls-relay/shared/forward-ids';
 import type { ForwardRecord } from '@mtls-relay/shared/forward-records';
 import { JOBS, queueOptions, retention } from '@mtls-relay/shared/jobs';
 import type { ForwardBatch, JobName, MappingJob, ReplyMessage } from '@mtls-relay/shared/jobs';
